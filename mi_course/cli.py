@@ -1,0 +1,125 @@
+"""The `mi-course` command: doctor | build | check-sync | progress | grade | train | run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from mi_course import notebooks
+
+
+def _chapter_titles() -> dict[str, str]:
+    """"ch01" -> "01_superposition", from the solution notebooks present."""
+    src = notebooks.repo_root() / "solutions"
+    return {f"ch{p.stem[:2]}": p.stem for p in sorted(src.glob("*.ipynb"))}
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from mi_course.grading import all_exercises
+    from mi_course.grading.progress import load_progress, progress_path
+
+    done = load_progress(Path(args.file) if args.file else None)
+    titles = _chapter_titles()
+    by_chapter: dict[str, list] = defaultdict(list)
+    for ex in all_exercises():
+        by_chapter[ex.chapter].append(ex)
+    print(f"Progress from {args.file or progress_path()}")
+    print(f"{'chapter':<28}{'passed':>8}{'tried':>7}{'total':>7}")
+    for chapter in sorted(by_chapter):
+        exs = by_chapter[chapter]
+        statuses = [done.get(ex.id, {}).get("status") for ex in exs]
+        passed = statuses.count("passed")
+        tried = sum(s not in (None, "not_implemented") for s in statuses)
+        print(f"{titles.get(chapter, chapter):<28}{passed:>8}{tried:>7}{len(exs):>7}")
+        if args.verbose:
+            for ex, status in zip(exs, statuses):
+                print(f"    {status or 'not started':<16} {ex.id}  {ex.title}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    return notebooks.main(["--build"])
+
+
+def cmd_check_sync(args: argparse.Namespace) -> int:
+    return notebooks.main(["--check"])
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Execute each submitted notebook afresh; its checks' outcomes are the grade."""
+    from mi_course.grading import all_exercises
+    from mi_course.grading.execute import execute_notebook
+
+    rows = []
+    for path in map(Path, args.notebooks):
+        run = execute_notebook(path, timeout_s=args.timeout)
+        chapter_ids = [ex.id for ex in all_exercises() if ex.id in run.statuses]
+        passed = sum(run.statuses[i] == "passed" for i in chapter_ids)
+        note = "ran to the end" if run.completed else f"stopped: {run.error}"
+        print(f"{path}: {passed}/{len(chapter_ids)} passed; {note}")
+        rows += [{"notebook": str(path), "exercise": i, "status": run.statuses[i]} for i in chapter_ids]
+        if not run.completed:
+            rows.append({"notebook": str(path), "exercise": "(run)", "status": f"stopped: {run.error}"})
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["notebook", "exercise", "status"])
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mi_course.train.__main__ import main as train_main
+
+    return train_main(args.rest)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    folder = notebooks.repo_root() / "chapters"
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *args.rest]
+    print(" ".join(command))
+    return subprocess.call(command)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mi_course.doctor import run_doctor
+
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mi-course", description="The mi-course helper command.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check versions, device, threads, models and the hub").set_defaults(fn=cmd_doctor)
+    sub.add_parser("build", help="write chapters/ from solutions/").set_defaults(fn=cmd_build)
+    sub.add_parser("check-sync", help="fail if chapters/ is not what build writes").set_defaults(fn=cmd_check_sync)
+    p = sub.add_parser("progress", help="your progress, per chapter")
+    p.add_argument("--file", help="a progress JSON file (default: yours)")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every exercise")
+    p.set_defaults(fn=cmd_progress)
+    p = sub.add_parser("grade", help="execute submitted notebooks and report each exercise's status")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--out", help="write a CSV: notebook, exercise, status")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    p.set_defaults(fn=cmd_grade)
+    p = sub.add_parser("train", help="retrain a shipped model: mi-course train NAME [--seed S] [--out DIR]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("run", help="open JupyterLab on chapters/")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

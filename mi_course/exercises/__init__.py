@@ -1,0 +1,1 @@
+"""One module per chapter (`chNN_slug.py`), each registering that chapter's exercises."""

@@ -1,0 +1,108 @@
+"""How an exercise is declared: once, as data, in `mi_course/exercises/chNN_*.py`.
+
+An exercise names its reference, hidden cases, a comparison and the *known mistakes*
+learners commonly make. Grading (see `check.py`) runs the learner's answer on every case
+and, when it fails, tells which known mistake it reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+Validator = Callable[["Case", Any], Optional[str]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hidden input. `args`/`kwargs` are passed to the learner's function.
+
+    Cases are built fresh for every call (see `Exercise.cases`), so a learner who
+    modifies an input in place cannot corrupt the next case.
+    """
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A wrong variant of the reference that learners commonly write.
+
+    For a function exercise `wrong` is a function with the reference's signature; for a
+    value exercise it is a wrong value. `hint` is shown when the learner's output matches it.
+    """
+
+    name: str
+    wrong: Any
+    hint: str
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise, graded by `mi_course.check(id, answer)`.
+
+    kind="function": the answer is a callable, run on each of `cases()`.
+    kind="value": the answer is a value (number, tensor, choice); `reference` is the
+    expected value, and `cases` is unused.
+
+    Outputs are compared to the reference's with `rtol`/`atol`, unless `validate` is
+    given: then `validate(case, output)` returns None when the output is acceptable or a
+    one-line reason why not. Use it where many answers are right (random constructions,
+    trained models); mistakes are then recognised by failing with the same reason.
+    """
+
+    id: str
+    title: str
+    reference: Any
+    mistakes: tuple[Mistake, ...]
+    cases: Callable[[], list[Case]] = lambda: [Case()]
+    kind: Literal["function", "value"] = "function"
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    validate: Optional[Validator] = None
+    timeout_s: float = 20.0
+    check_dtype: bool = True
+
+    @property
+    def chapter(self) -> str:
+        """The chapter key, e.g. "ch01" for "ch01.max_abs_cosine"."""
+        return self.id.split(".", 1)[0]
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(exercise: Exercise) -> Exercise:
+    """Add an exercise to the registry; ids are unique."""
+    if exercise.id in _REGISTRY:
+        raise ValueError(f"exercise {exercise.id!r} is declared twice")
+    _REGISTRY[exercise.id] = exercise
+    return exercise
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    _load_all()
+    try:
+        return _REGISTRY[exercise_id]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"no exercise called {exercise_id!r}; known: {known}") from None
+
+
+def all_exercises() -> list[Exercise]:
+    _load_all()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_all() -> None:
+    """Import every chapter's exercise module, which registers its exercises."""
+    import importlib
+    import pkgutil
+
+    from mi_course import exercises
+
+    for info in pkgutil.iter_modules(exercises.__path__):
+        if info.name.startswith("ch"):
+            importlib.import_module(f"{exercises.__name__}.{info.name}")
