@@ -6,6 +6,7 @@ Each run gets its own progress file, so what the checks recorded during the run 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,9 @@ def execute_notebook(path: Path, timeout_s: int = 600, strict: bool = False,
     return NotebookRun(path, statuses, error, nb)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in _ANSI.sub("", text).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else text
