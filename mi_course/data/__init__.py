@@ -1,0 +1,1 @@
+"""Seeded data generators shared by training scripts and chapters."""

@@ -1,0 +1,1 @@
+"""Plots and interactive explorers for the chapters: matplotlib figures, ipywidgets where available."""
