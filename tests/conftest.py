@@ -6,3 +6,11 @@ def _lenient_grading(monkeypatch, tmp_path):
     """Unit tests inspect failing checks, so they run without strict mode and with their own progress file."""
     monkeypatch.setenv("MI_COURSE_STRICT", "0")
     monkeypatch.setenv("MI_COURSE_PROGRESS", str(tmp_path / "progress.json"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """On a busy 2-core machine torch's default threading can be 20x slower; tests use one thread."""
+    import torch
+
+    torch.set_num_threads(1)

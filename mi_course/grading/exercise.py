@@ -83,7 +83,8 @@ def register(exercise: Exercise) -> Exercise:
 
 
 def get_exercise(exercise_id: str) -> Exercise:
-    _load_all()
+    if exercise_id not in _REGISTRY:
+        _load_all(chapter=exercise_id.split(".", 1)[0])
     try:
         return _REGISTRY[exercise_id]
     except KeyError:
@@ -96,13 +97,14 @@ def all_exercises() -> list[Exercise]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def _load_all() -> None:
-    """Import every chapter's exercise module, which registers its exercises."""
+def _load_all(chapter: str = "ch") -> None:
+    """Import the exercise modules whose names start with `chapter` ("ch03": just Chapter 3's),
+    which registers their exercises. One chapter's check never pays for another's imports."""
     import importlib
     import pkgutil
 
     from mi_course import exercises
 
     for info in pkgutil.iter_modules(exercises.__path__):
-        if info.name.startswith("ch"):
+        if info.name.startswith(chapter):
             importlib.import_module(f"{exercises.__name__}.{info.name}")

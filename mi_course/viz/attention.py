@@ -199,6 +199,7 @@ def plot_phase_change(
         ax.legend(fontsize=8)
     bottom.axhline(0.0, color="grey", linewidth=0.5)
     bottom.set_xscale("symlog", linthresh=max(1, min(s for s in steps if s > 0)))
+    bottom.set_xlim(min(steps), max(steps) * 1.1)
     bottom.set_xlabel("training step")
     top.set_title("across training snapshots")
     return _finish(fig)

@@ -1,0 +1,79 @@
+"""The training loop shared by every shipped model: AdamW, a progress bar, snapshots.
+
+A training module supplies the model, a batch sampler and (optionally) its own loss; the
+loop stays the same, so every shipped checkpoint is trained the same documented way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Collection
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+LossFn = Callable[["TransformerBridge", Tensor], Tensor]
+
+
+def next_token_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]) -> Tensor:
+    """Mean next-token cross-entropy over every position: the default training loss."""
+    return model(tokens, return_type="loss")
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves besides the trained model: the loss curve, snapshots and wall time."""
+
+    losses: list[float] = field(default_factory=list)
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def fit(
+    model: TransformerBridge,
+    next_batch: Callable[[], Tensor],
+    steps: int,
+    lr: float,
+    *,
+    weight_decay: float = 0.0,
+    loss_fn: LossFn = next_token_loss,
+    snapshot_steps: Collection[int] = (),
+    progress: bool = True,
+    desc: str = "training",
+) -> TrainResult:
+    """Train `model` in place for `steps` AdamW steps on batches from `next_batch()`.
+
+    A snapshot at step s holds the weights after s updates (step 0: the initialisation).
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    result = TrainResult()
+    start = time.perf_counter()
+
+    def maybe_snapshot(step: int) -> None:
+        if step in snapshot_steps:
+            state = model.state_dict()
+            result.snapshots[step] = {name: tensor.detach().clone() for name, tensor in state.items()}
+
+    model.train()
+    maybe_snapshot(0)
+    # Pass `disable` only to switch the bar off: an explicit value would override TQDM_DISABLE.
+    quiet = {} if progress else {"disable": True}
+    bar = tqdm(range(1, steps + 1), desc=desc, mininterval=0.5, **quiet)
+    for step in bar:
+        loss = loss_fn(model, next_batch())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        result.losses.append(loss.item())
+        maybe_snapshot(step)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
