@@ -16,16 +16,7 @@ from jaxtyping import Float
 from matplotlib.figure import Figure
 from torch import Tensor
 
-
-def _numpy(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=float)
-
-
-def _finish(fig: Figure) -> Figure:
-    """Lay out and detach from pyplot: the notebook renders the returned figure once."""
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+from mi_course.viz.figures import finish, to_numpy
 
 
 # --- attention patterns ----------------------------------------------------------------------
@@ -51,7 +42,7 @@ def plot_attention(
     A previous-token head is a line just below the diagonal; an induction head on repeated
     tokens is a line `seg_len - 1` below it, in the second copy only.
     """
-    patterns = _numpy(patterns)
+    patterns = to_numpy(patterns)
     if patterns.ndim == 2:
         patterns = patterns[None]
     n_heads, n_query, n_key = patterns.shape
@@ -141,7 +132,7 @@ def plot_head_scores(
 ) -> Figure:
     """A layer x head grid with each value written in its cell: detector scores, attributions,
     ablation damage. `centre` uses a diverging colour map around 0 (for signed values)."""
-    values = _numpy(scores)
+    values = to_numpy(scores)
     n_layers, n_heads = values.shape
     fig, ax = plt.subplots(figsize=(1.1 * n_heads + 2.0, 0.8 * n_layers + 1.4))
     if centre:
@@ -156,7 +147,7 @@ def plot_head_scores(
     ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)])
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label=label)
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_per_token_loss(
@@ -169,14 +160,14 @@ def plot_per_token_loss(
     """
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     for name, curve in curves.items():
-        values = _numpy(curve)
+        values = to_numpy(curve)
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
     ax.axvline(seg_len + 1, color="grey", linestyle="--", label="second copy starts")
     ax.set_xlabel("position of the predicted token")
     ax.set_ylabel("loss (nats)")
     ax.set_title(title)
     ax.legend()
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_phase_change(
@@ -192,7 +183,7 @@ def plot_phase_change(
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7.5, 5.5))
     for ax, series, ylabel in ((top, scores, "score"), (bottom, losses, "loss (nats) / ICL score")):
         for name, values in series.items():
-            ax.plot(steps, _numpy(values), marker="o", label=name)
+            ax.plot(steps, to_numpy(values), marker="o", label=name)
         if window is not None:
             ax.axvspan(*window, color="orange", alpha=0.2, label="transition window" if ax is top else None)
         ax.set_ylabel(ylabel)
@@ -202,7 +193,7 @@ def plot_phase_change(
     bottom.set_xlim(min(steps), max(steps) * 1.1)
     bottom.set_xlabel("training step")
     top.set_title("across training snapshots")
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_attribution(labels: Sequence[str], series: Mapping[str, Float[Tensor, "component"]], title: str) -> Figure:
@@ -212,13 +203,13 @@ def plot_attribution(labels: Sequence[str], series: Mapping[str, Float[Tensor, "
     width = 0.8 / max(1, len(series))
     positions = np.arange(len(labels))
     for index, (name, values) in enumerate(series.items()):
-        ax.bar(positions + (index - (len(series) - 1) / 2) * width, _numpy(values), width, label=name)
+        ax.bar(positions + (index - (len(series) - 1) / 2) * width, to_numpy(values), width, label=name)
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_xticks(positions, labels, rotation=60, ha="right")
     ax.set_ylabel("contribution to the logit")
     ax.set_title(title)
     ax.legend()
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_circuit(
@@ -227,7 +218,7 @@ def plot_circuit(
 ) -> Figure:
     """A QK or OV circuit as a heatmap, coloured around 0; a copying or matching circuit shows
     as a bright diagonal."""
-    values = _numpy(matrix)
+    values = to_numpy(matrix)
     limit = float(np.abs(values).max()) or 1.0
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit)
@@ -239,4 +230,4 @@ def plot_circuit(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
-    return _finish(fig)
+    return finish(fig)

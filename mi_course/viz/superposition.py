@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from mi_course.superposition import PHASES, STICKY_FRACTIONS
-from mi_course.viz.attention import _finish, _numpy
+from mi_course.viz.figures import finish, to_numpy
 
 PHASE_COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452")
 
@@ -27,7 +27,7 @@ PHASE_COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452")
 def plot_gram_heatmaps(W: Float[Tensor, "panels d_hidden features"], titles: Sequence[str]) -> Figure:
     """W^T W per panel: the diagonal is how strongly each feature is kept, the off-diagonal how
     much features interfere (blue/red: overlapping or opposed directions)."""
-    grams = np.einsum("kmi,kmj->kij", _numpy(W), _numpy(W))
+    grams = np.einsum("kmi,kmj->kij", to_numpy(W), to_numpy(W))
     limit = max(1.0, float(np.abs(grams).max()))
     fig, axes = plt.subplots(1, len(grams), figsize=(2.4 * len(grams) + 0.8, 2.6), squeeze=False)
     axes = axes[0]
@@ -37,12 +37,12 @@ def plot_gram_heatmaps(W: Float[Tensor, "panels d_hidden features"], titles: Seq
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[-1], fraction=0.046, pad=0.04)
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_feature_arrows(W: Float[Tensor, "panels 2 features"], titles: Sequence[str]) -> Figure:
     """Each feature's column W_i as an arrow in the 2-D hidden space, one panel per model."""
-    W = _numpy(W)
+    W = to_numpy(W)
     if W.shape[1] != 2:
         raise ValueError(f"feature arrows need a 2-D hidden space, got d_hidden = {W.shape[1]}")
     fig, axes = plt.subplots(1, len(W), figsize=(2.4 * len(W) + 1.2, 2.7), squeeze=False)
@@ -63,7 +63,7 @@ def plot_feature_arrows(W: Float[Tensor, "panels 2 features"], titles: Sequence[
         ax.set_xticks([])
         ax.set_yticks([])
     axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_orthogonal_counts(
@@ -75,13 +75,13 @@ def plot_orthogonal_counts(
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.plot(d_arr, np.asarray(counts, dtype=float), "o-", label="greedy random search (measured)")
     ax.plot(d_arr, d_arr, "--", color="0.4", label="orthonormal basis: $d$")
-    ax.plot(d_arr, _numpy(bound), ":", color="C3", lw=2, label=r"lower bound $e^{d\varepsilon^2/4}$")
+    ax.plot(d_arr, to_numpy(bound), ":", color="C3", lw=2, label=r"lower bound $e^{d\varepsilon^2/4}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("dimension $d$")
     ax.set_ylabel(f"unit vectors with pairwise |dot| ≤ {eps:g}")
     ax.legend(fontsize=8)
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_phase_diagram(
@@ -90,8 +90,8 @@ def plot_phase_diagram(
     relative_importance: Float[Tensor, "importance"],
 ) -> Figure:
     """Which of `PHASES` each (density, importance) cell trained into, for n = 2, m = 1."""
-    phase = _numpy(phase).astype(int)
-    density, importance = _numpy(density), _numpy(relative_importance)
+    phase = to_numpy(phase).astype(int)
+    density, importance = to_numpy(density), to_numpy(relative_importance)
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     cmap = ListedColormap(PHASE_COLOURS)
     ax.pcolormesh(_edges(density), _edges(importance), phase, cmap=cmap, vmin=-0.5, vmax=2.5)
@@ -102,7 +102,7 @@ def plot_phase_diagram(
     ax.set_ylabel("importance of feature 2 / feature 1")
     handles = [Patch(color=c, label=name) for c, name in zip(PHASE_COLOURS, PHASES)]
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
-    return _finish(fig)
+    return finish(fig)
 
 
 def plot_feature_dimensionality(
@@ -113,7 +113,7 @@ def plot_feature_dimensionality(
 ) -> Figure:
     """D_i of every represented feature against 1 / (1 - S), with the fractions where features
     stick drawn as horizontal lines."""
-    x, D, keep = _numpy(inverse_density), _numpy(dimensionality), _numpy(represented).astype(bool)
+    x, D, keep = to_numpy(inverse_density), to_numpy(dimensionality), to_numpy(represented).astype(bool)
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     for f in fractions:
         ax.axhline(f, color="0.8", lw=0.8, zorder=0)
@@ -127,7 +127,7 @@ def plot_feature_dimensionality(
     ax.set_ylabel("feature dimensionality $D_i$")
     ax.set_ylim(0, 1.08)
     ax.legend(fontsize=8)
-    return _finish(fig)
+    return finish(fig)
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
