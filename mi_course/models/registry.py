@@ -75,8 +75,8 @@ MODELS: dict[str, ModelSpec] = {
             "attn-only-2l",
             description="2-layer attention-only transformer (d_model 64, 4 heads per layer, no "
             "LayerNorm) with a previous-token head in layer 0 and induction heads in layer 1",
-            training_data="synthetic: 60 random tokens from 98 words; 75% of rows repeat a 10-25 "
-            "token segment at a random position",
+            training_data="synthetic: 60 random tokens from 298 made-up words; 75% of rows repeat "
+            "a 10-25 token segment at a random position",
             chapter="03_induction_heads",
         ),
         _hub(

@@ -1,0 +1,237 @@
+"""Linear probes on the residual stream, their control baseline, and interventions on their directions.
+
+A probe that reads a property from activations shows the information is *there*, not that the
+model *uses* it (Hewitt & Liang 2019; Belinkov 2022). Two tools here make that distinction:
+a randomly initialised copy of the model as the control a probe must beat, and mean-ablation of
+the probe's directions, which asks whether the model's output depends on them (Li et al. 2023).
+
+Depth d of the residual stream means "after d blocks": depth 0 is the embeddings
+(`blocks.0.hook_resid_pre`), depth d >= 1 is `blocks.{d-1}.hook_resid_post`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+
+def resid_hook_name(model: TransformerBridge, depth: int) -> str:
+    """The hook that holds the residual stream after `depth` blocks."""
+    n_layers = model.cfg.n_layers
+    if not isinstance(depth, int) or not 0 <= depth <= n_layers:
+        raise ValueError(f"depth must be an int from 0 (embeddings) to {n_layers}, got {depth!r}")
+    return "blocks.0.hook_resid_pre" if depth == 0 else f"blocks.{depth - 1}.hook_resid_post"
+
+
+def collect_residuals(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "depth batch pos d_model"]:
+    """The residual stream at every depth, 0 (embeddings) to n_layers, stacked."""
+    names = [resid_hook_name(model, depth) for depth in range(model.cfg.n_layers + 1)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    return torch.stack([cache[name] for name in names])
+
+
+@dataclass(frozen=True)
+class LinearProbe:
+    """A multinomial logistic-regression probe, or a stack of independent ones.
+
+    It reads `(acts - center) / scale @ weight + bias`; `center` and the scalar `scale` only make
+    the fit well conditioned, so the directions the probe reads are the columns of `weight`.
+    """
+
+    weight: Float[Tensor, "*probes d_model classes"]
+    bias: Float[Tensor, "*probes 1 classes"]
+    center: Float[Tensor, "*probes 1 d_model"]
+    scale: Float[Tensor, "*probes 1 1"]
+
+    def logits(self, acts: Float[Tensor, "*probes n d_model"]) -> Float[Tensor, "*probes n classes"]:
+        return ((acts - self.center) / self.scale) @ self.weight + self.bias
+
+    def predict(self, acts: Float[Tensor, "*probes n d_model"]) -> Int[Tensor, "*probes n"]:
+        return self.logits(acts).argmax(-1)
+
+    def accuracy(self, acts: Float[Tensor, "*probes n d_model"], labels: Int[Tensor, "n"]) -> Float[Tensor, "*probes"]:
+        """Fraction of rows whose label the probe predicts."""
+        return (self.predict(acts) == labels).float().mean(-1)
+
+    def directions(self) -> Float[Tensor, "*probes d_model rank"]:
+        """An orthonormal basis of the subspace the probe reads (rank: classes - 1).
+
+        Adding the same vector to every class weight changes no prediction, so the weights are
+        centred over classes first; what is left spans the directions that decide the class.
+        """
+        centred = self.weight - self.weight.mean(-1, keepdim=True)
+        basis, _ = torch.linalg.qr(centred)
+        return basis[..., : self.weight.shape[-1] - 1]
+
+
+def orthonormal_basis(vectors: Float[Tensor, "d_model k"], tol: float = 1e-6) -> Float[Tensor, "d_model rank"]:
+    """An orthonormal basis of the span of the columns of `vectors` (zero columns add nothing)."""
+    if vectors.numel() == 0:
+        return vectors.new_zeros(vectors.shape[0], 0)
+    u, singular, _ = torch.linalg.svd(vectors, full_matrices=False)
+    return u[:, singular > tol * max(singular.max().item(), tol)]
+
+
+def _check_probe_data(acts: Tensor, labels: Tensor) -> None:
+    if acts.ndim < 2 or labels.ndim != 1 or acts.shape[-2] != labels.shape[0]:
+        raise ValueError(
+            f"need acts of shape (..., n, d_model) and labels of shape (n,), got {tuple(acts.shape)} "
+            f"and {tuple(labels.shape)}; select the labelled positions first, e.g. acts[:, mask]"
+        )
+    if labels.numel() == 0:
+        raise ValueError("no labelled rows to fit a probe on")
+    if labels.dtype not in (torch.int64, torch.int32) or labels.min() < 0:
+        raise ValueError("labels must be non-negative integer class ids; drop unlabelled positions")
+
+
+def fit_probe(
+    acts: Float[Tensor, "*probes n d_model"],
+    labels: Int[Tensor, "n"],
+    n_classes: int | None = None,
+    l2: float = 1e-4,
+    max_iter: int = 100,
+) -> LinearProbe:
+    """Fit logistic-regression probes (one per leading index of `acts`) by full-batch L-BFGS.
+
+    The loss is convex, so the result does not depend on a seed; fitting a stack of probes in
+    one call (e.g. one per depth) shares the optimiser, and each converges to its own optimum
+    because the summed objective separates.
+    """
+    _check_probe_data(acts, labels)
+    acts = acts.detach().float()
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    center = acts.mean(-2, keepdim=True)
+    scale = (acts - center).pow(2).sum(-1).mean(-1)[..., None, None].sqrt().clamp_min(1e-8)
+    inputs = (acts - center) / scale * acts.shape[-1] ** 0.5
+    probes = acts.shape[:-2]
+    weight = torch.zeros(*probes, acts.shape[-1], n_classes, requires_grad=True)
+    bias = torch.zeros(*probes, 1, n_classes, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+    targets = labels.expand(*probes, -1).reshape(-1)
+
+    def objective() -> Tensor:
+        optimizer.zero_grad()
+        logits = (inputs @ weight + bias).reshape(-1, n_classes)
+        loss = F.cross_entropy(logits, targets, reduction="sum") / labels.shape[0]
+        loss = loss + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    # Fold the sqrt(d_model) input scaling back into the weights.
+    return LinearProbe(
+        weight=weight.detach() * acts.shape[-1] ** 0.5, bias=bias.detach(), center=center, scale=scale
+    )
+
+
+class Nullspace(NamedTuple):
+    """What `amnesic_directions` removed: an orthonormal basis, and the accuracy of the probe
+    fitted at each round (before that round's directions were removed)."""
+
+    basis: Float[Tensor, "d_model k"]
+    accuracies: list[float]
+
+
+def amnesic_directions(
+    acts: Float[Tensor, "n d_model"],
+    labels: Int[Tensor, "n"],
+    stop_accuracy: float,
+    max_rounds: int = 24,
+    max_iter: int = 50,
+) -> Nullspace:
+    """Directions whose removal leaves a fresh linear probe unable to read `labels`.
+
+    Iterative nullspace projection (Ravfogel et al. 2020), as used by amnesic probing (Elazar
+    et al. 2021): fit a probe, add its directions to the removed set, project them out, refit;
+    stop once a probe scores at most `stop_accuracy` (e.g. just above the majority class).
+    Removing one probe's direction is not enough when the property is spread over many.
+    """
+    _check_probe_data(acts, labels)
+    d_model = acts.shape[-1]
+    basis = acts.new_zeros(d_model, 0)
+    accuracies: list[float] = []
+    for _ in range(max_rounds):
+        projected = acts - (acts @ basis) @ basis.T
+        probe = fit_probe(projected, labels, max_iter=max_iter)
+        accuracies.append(probe.accuracy(projected, labels).item())
+        if accuracies[-1] <= stop_accuracy:
+            break
+        basis = orthonormal_basis(torch.cat([basis, probe.directions()], dim=1))
+    return Nullspace(basis, accuracies)
+
+
+def untrained_copy(model: TransformerBridge, seed: int = 0) -> TransformerBridge:
+    """A randomly initialised model of `model`'s architecture and tokenizer: the probing control.
+
+    Random networks already mix and spread their inputs, so a probe on one often reads a lot; a
+    probe on the trained model says something only by the margin it beats this copy by.
+    """
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from mi_course.models.checkpoint import config_dict
+
+    settings = config_dict(model) | {"seed": seed, "dtype": model.cfg.dtype}
+    copy = TransformerBridge.boot_native(
+        TransformerBridgeConfig.from_dict(settings), tokenizer=model.tokenizer, device=model.cfg.device
+    )
+    return copy.eval()
+
+
+def mean_ablate_directions(
+    model: TransformerBridge,
+    tokens: Int[Tensor, "batch pos"],
+    depth: int,
+    directions: Float[Tensor, "d_model k"],
+    where: Bool[Tensor, "batch pos"] | None = None,
+) -> Float[Tensor, "batch pos vocab"]:
+    """Logits when, at residual depth `depth`, the component in span(`directions`) is replaced by
+    its mean, at the positions `where` (all positions when None).
+
+    Mean rather than zero keeps the residual stream near its usual range, so a change in the
+    output reflects the information removed, not an activation the model never sees.
+    """
+    mask = torch.ones(tokens.shape, dtype=torch.bool) if where is None else where
+    if mask.shape != tokens.shape:
+        raise ValueError(f"where must have the shape of tokens {tuple(tokens.shape)}, got {tuple(mask.shape)}")
+    if directions.ndim != 2 or directions.shape[0] != model.cfg.d_model:
+        raise ValueError(f"directions must have shape (d_model={model.cfg.d_model}, k), got {tuple(directions.shape)}")
+    mask = mask.to(model.cfg.device)
+    basis = orthonormal_basis(directions.to(device=model.cfg.device, dtype=model.cfg.dtype))
+
+    def hook(resid: Float[Tensor, "batch pos d_model"], hook) -> Tensor:
+        component = resid @ basis
+        mean = component[mask].mean(0)
+        change = torch.where(mask[..., None], mean - component, 0.0)
+        return resid + change @ basis.T
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(resid_hook_name(model, depth), hook)])
+
+
+def output_kl(
+    clean: Float[Tensor, "batch pos vocab"],
+    changed: Float[Tensor, "batch pos vocab"],
+    where: Bool[Tensor, "batch pos"] | None = None,
+) -> float:
+    """Mean KL(clean || changed) of the next-token distributions, over the positions `where`.
+
+    The measure of whether an intervention mattered: zero when the output distribution is the
+    same, whichever token the model would have ranked first.
+    """
+    if clean.shape != changed.shape:
+        raise ValueError(f"logits differ in shape: {tuple(clean.shape)} and {tuple(changed.shape)}")
+    mask = torch.ones(clean.shape[:-1], dtype=torch.bool) if where is None else where
+    clean_lp, changed_lp = clean.log_softmax(-1)[mask], changed.log_softmax(-1)[mask]
+    return (clean_lp.exp() * (clean_lp - changed_lp)).sum(-1).mean().item()
