@@ -1,0 +1,193 @@
+"""Reproduce the circuit evidence in `../MODEL_CARD.md`: `python make_figures.py [CHECKPOINT_DIR]`.
+
+Writes attention_roles.png, attribution_patching.png, path_patching.png and numbers.json next to
+this file. Every measurement uses the "s2" corruption (only S2 replaced by a fresh name), so a
+change measures what depends on S being *repeated*. Effects are normalised:
+(patched - clean) / (clean - corrupted) logit difference, so -1 means "as if corrupted".
+This is the analysis behind the card, not library code; Chapter 6 teaches the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mi_course.data import ioi  # noqa: E402
+from mi_course.models.checkpoint import load_checkpoint  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SENDER_RECEIVERS = ((2, 3), (2, 2))  # receivers for path patching: the heads whose patching at END matters most
+
+
+def z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def logit_diff(logits: Float[Tensor, "batch pos vocab"], p: ioi.IOIPrompts, copies: int = 1) -> Float[Tensor, "batch"]:
+    """logit(IO) - logit(S) at END, for `copies` stacked copies of the prompt batch."""
+    end, io, s = (t.repeat(copies) for t in (p.positions["end"], p.io, p.s))
+    final = logits[torch.arange(len(end)), end]
+    return final.gather(1, io[:, None])[:, 0] - final.gather(1, s[:, None])[:, 0]
+
+
+def key_position(p: ioi.IOIPrompts, key: str) -> Tensor:
+    if key == "BOS":
+        return torch.zeros_like(p.positions["end"])
+    if key == "S1+1":
+        return p.positions["S1"] + 1
+    return p.positions[key]
+
+
+def attention_roles(cache, p: ioi.IOIPrompts, n_layers: int) -> dict[str, Tensor]:
+    """Mean attention, per head, from a query position to a key position of each prompt."""
+    rows = torch.arange(len(p))
+    patterns = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)], 1)
+    pairs = [("end", "IO"), ("end", "S1"), ("end", "S2"), ("end", "BOS"),
+             ("S2", "S1"), ("S2", "IO"), ("S2", "S2"), ("S2", "S1+1")]
+    return {f"{q}->{k}": patterns[rows, :, :, p.positions[q], key_position(p, k)].mean(0) for q, k in pairs}
+
+
+def head_dla(model, cache, p: ioi.IOIPrompts) -> Float[Tensor, "layer head"]:
+    """Each head's direct effect on logit(IO) - logit(S) at END, through the final LayerNorm."""
+    rows, end = torch.arange(len(p)), p.positions["end"]
+    z = torch.stack([cache[z_name(layer)] for layer in range(model.cfg.n_layers)], 1)[rows, :, end]
+    w_o = torch.stack([block.attn.W_O for block in model.blocks])
+    out = torch.einsum("blhd,lhdm->blhm", z, w_o)
+    out = (out - out.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"][rows, end][:, None, None]
+    direction = (model.W_U[:, p.io] - model.W_U[:, p.s]).T
+    return torch.einsum("blhm,bm->blh", out, direction).mean(0).detach()
+
+
+def head_patching(model, clean_cache, corrupt_cache, p, base, corrupt, where: str | None):
+    """Patch each head's z from the corrupted run (at `where` or everywhere), one head per copy
+    of the batch, all heads in one forward pass."""
+    n_layers, n_heads, n = model.cfg.n_layers, model.cfg.n_heads, len(p)
+    heads = torch.arange(n_heads)
+    mask = torch.ones_like(p.clean, dtype=torch.bool)
+    if where is not None:
+        mask = torch.zeros_like(mask)
+        mask[torch.arange(n), p.positions[where]] = True
+
+    def hook(z, hook):
+        layer = int(hook.name.split(".")[1])
+        view = z.view(n_layers * n_heads, n, *z.shape[1:])
+        chunk = view[layer * n_heads + heads, :, :, heads]  # head h in its own copy: (head, n, pos, d_head)
+        patched = torch.where(mask[None, :, :, None], corrupt_cache[hook.name].permute(2, 0, 1, 3), chunk)
+        view[layer * n_heads + heads, :, :, heads] = patched
+        return z
+
+    tokens = p.clean.repeat(n_layers * n_heads, 1)
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(z_name(layer), hook) for layer in range(n_layers)])
+    diff = logit_diff(logits, p, copies=n_layers * n_heads)
+    return ((diff.view(n_layers, n_heads, n).mean(-1) - base) / (base - corrupt))
+
+
+def path_patching(model, clean_cache, corrupt_cache, p, base, corrupt, receiver: tuple[int, int]):
+    """Sender head -> receiver head at END: the sender's corrupted output reaches the receiver
+    while every other head is frozen at its clean value; then only the receiver's new z (at END)
+    is patched into a clean run. One pass per sender (two forward passes each)."""
+    n_heads, rows, end = model.cfg.n_heads, torch.arange(len(p)), p.positions["end"]
+    r_layer, r_head = receiver
+    result = torch.zeros(r_layer, n_heads)
+    for s_layer in range(r_layer):
+        for s_head in range(n_heads):
+            grabbed = {}
+
+            def freeze(z, hook, s_layer=s_layer, s_head=s_head):
+                layer = int(hook.name.split(".")[1])
+                new = clean_cache[hook.name].clone()
+                if layer == s_layer:
+                    new[:, :, s_head] = corrupt_cache[hook.name][:, :, s_head]
+                if layer == r_layer:
+                    new[:, :, r_head] = z[:, :, r_head]
+                    grabbed["z"] = z[rows, end, r_head].clone()
+                return new
+
+            def put(z, hook):
+                z[rows, end, r_head] = grabbed["z"]
+                return z
+
+            with torch.no_grad():
+                model.run_with_hooks(p.clean, fwd_hooks=[(z_name(layer), freeze) for layer in range(r_layer + 1)])
+                logits = model.run_with_hooks(p.clean, fwd_hooks=[(z_name(r_layer), put)])
+            result[s_layer, s_head] = (logit_diff(logits, p).mean() - base) / (base - corrupt)
+    return result
+
+
+def grid(ax, mat: Tensor, title: str, lim: float | None = None, signed: bool = False) -> None:
+    mat = torch.as_tensor(mat)
+    im = ax.imshow(mat, cmap="RdBu" if signed else "Blues", vmin=-lim if signed else 0, vmax=lim)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(mat.shape[1]))
+    ax.set_yticks(range(mat.shape[0]))
+    for (i, j), value in zip([(i, j) for i in range(mat.shape[0]) for j in range(mat.shape[1])], mat.flatten()):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    plt.colorbar(im, ax=ax, fraction=0.046)
+
+
+def main(checkpoint: str | Path = HERE.parent) -> None:
+    torch.set_num_threads(1)
+    model = load_checkpoint(checkpoint)
+    numbers: dict = {}
+    sets = {
+        "training templates, held-out pairs": ioi.ioi_prompts(300, 11, templates="train", pairs="heldout", corruption="s2"),
+        "held-out templates, held-out pairs": ioi.ioi_prompts(300, 12, templates="heldout", pairs="heldout", corruption="s2"),
+    }
+    for label, p in sets.items():
+        with torch.no_grad():
+            clean_logits, clean = model.run_with_cache(p.clean)
+            corrupt_logits, corrupt = model.run_with_cache(p.corrupted)
+        base, cbase = logit_diff(clean_logits, p).mean(), logit_diff(corrupt_logits, p).mean()
+        att, dla = attention_roles(clean, p, model.cfg.n_layers), head_dla(model, clean, p)
+        entry = {
+            "clean_logit_diff": round(base.item(), 3),
+            "corrupted_logit_diff": round(cbase.item(), 3),
+            "attention": {k: v.tolist() for k, v in att.items()},
+            "attention_corrupted": {k: v.tolist() for k, v in attention_roles(corrupt, p, model.cfg.n_layers).items()},
+            "dla": dla.tolist(),
+            "patching": {str(w): head_patching(model, clean, corrupt, p, base, cbase, w).tolist() for w in (None, "S2", "end")},
+            "paths": {f"{r[0]}.{r[1]}": path_patching(model, clean, corrupt, p, base, cbase, r).tolist() for r in SENDER_RECEIVERS},
+        }
+        numbers[label] = entry
+        print(label, json.dumps({k: entry[k] for k in ("clean_logit_diff", "corrupted_logit_diff", "dla", "patching", "paths")}))
+        if label.startswith("training"):
+            fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
+            for ax, (key, value) in zip(axes.flat, att.items()):
+                grid(ax, value, f"attention {key}", lim=1)
+            fig.suptitle(f"ioi-3l: mean attention ({label})")
+            fig.tight_layout()
+            fig.savefig(HERE / "attention_roles.png", dpi=72)
+            plt.close(fig)
+            fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+            grid(axes[0], dla, "direct logit attribution at END\n(logit IO - logit S)", lim=float(dla.abs().max()), signed=True)
+            for ax, where in zip(axes[1:], ("None", "S2", "end")):
+                place = "all positions" if where == "None" else f"{where} only"
+                grid(ax, torch.tensor(entry["patching"][where]), f"patch head z from corrupted run\n({place}); -1 = fully broken", lim=1, signed=True)
+            fig.tight_layout()
+            fig.savefig(HERE / "attribution_patching.png", dpi=72)
+            plt.close(fig)
+            fig, axes = plt.subplots(1, len(SENDER_RECEIVERS), figsize=(9, 3.2))
+            for ax, (key, value) in zip(axes, entry["paths"].items()):
+                grid(ax, torch.tensor(value), f"path patching: sender -> {key} at END", lim=1, signed=True)
+            fig.tight_layout()
+            fig.savefig(HERE / "path_patching.png", dpi=72)
+            plt.close(fig)
+    (HERE / "numbers.json").write_text(json.dumps(numbers, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main(*sys.argv[1:])
