@@ -7,7 +7,7 @@ Olsson et al. 2022). Two generators live here:
 
 - `repeated_tokens`: Chapter 3's probe batch, `[BOS] + segment + segment`;
 - `repeat_mix_batch`: the training distribution of `attn-only-2l`, in which repeated segments
-  of varying length sit at varying positions among random tokens, and some rows never repeat.
+  of varying length sit at varying positions among random tokens, and some rows hold none.
 
 Both draw only *content* tokens (never BOS, padding or unknown), from a seeded generator.
 """
@@ -67,9 +67,9 @@ class RepeatMix:
     `min_seg`..`max_seg` tokens (uniform) occurs twice, at random non-overlapping positions:
     the first copy starts anywhere it leaves room for the second, and the second anywhere after
     the first, so copies are never closer than `min_seg` tokens. Other rows hold no planted
-    repeat, so "always copy" is not a free strategy. With ~100 token types, about a quarter of
-    the tokens of a row also recur by chance, which makes induction right only about half the
-    times it fires in training; a trained model hedges accordingly (see its model card).
+    repeat, so "always copy" is not a free strategy. Tokens also recur by chance: with ~100
+    token types that happens to about a quarter of a row's tokens, induction is then right only
+    about half the times it fires, and a trained model hedges (see the attn-only-2l card).
     """
 
     seq_len: int = 60

@@ -118,12 +118,11 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def _offline_alternatives() -> str:
-    return ", ".join(
-        f"load_model({spec.name!r}) for {spec.chapter}"
-        for spec in MODELS.values()
-        if spec.shipped
-    )
+def _offline_alternatives(chapter: str) -> str:
+    """Shipped models, those serving `chapter` first: what to load instead when offline."""
+    shipped = [spec for spec in MODELS.values() if spec.shipped]
+    shipped.sort(key=lambda spec: spec.chapter != chapter)
+    return ", ".join(f"load_model({spec.name!r}) for {spec.chapter}" for spec in shipped)
 
 
 def load_model(
@@ -154,7 +153,7 @@ def load_model(
     except ModelUnavailableError as error:
         raise ModelUnavailableError(
             f"{name} cannot be loaded: {error} Offline, use a model shipped with the course: "
-            f"{_offline_alternatives()}."
+            f"{_offline_alternatives(spec.chapter)}."
         ) from None
 
 

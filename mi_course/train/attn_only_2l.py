@@ -9,6 +9,7 @@ seeds formed a previous-token head in layer 0 and induction heads in layer 1. Th
 from __future__ import annotations
 
 import math
+import random
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,24 +27,33 @@ if TYPE_CHECKING:
 
 NAME = "attn-only-2l"
 BOS, UNK = "<bos>", "<unk>"
-# 98 three-letter words: readable in attention plots, one token each.
-WORDS: tuple[str, ...] = tuple(
-    "ant arm art axe bag bat bed bee bin bow box bud bun bus cab cap car cat cod cow cub cup "
-    "dam den dog ear eel egg elk fan fig fin fog fox fur gap gem gum hat hen hip "
-    "hut ice ink jam jar jet key kid kit lab leg lid lip log man map mat mop mud nap net nut "
-    "oak oar owl pan paw pea pen pie pig pin pit pot rat rib rod rug saw sea sky sun "
-    "tap tar tea tin toy tub urn van vat wax web yak yam zip zoo".split()
-)
+
+
+def made_up_words(count: int, seed: int = 0) -> tuple[str, ...]:
+    """`count` distinct two-syllable words such as "bako" or "tume", sorted, fixed by `seed`.
+
+    Made-up words read easily in attention plots and carry no meaning a reader might project
+    onto the model.
+    """
+    syllables = [consonant + vowel for consonant in "bdfgklmnprstvz" for vowel in "aeiou"]
+    every_word = sorted(first + second for first in syllables for second in syllables)
+    return tuple(sorted(random.Random(seed).sample(every_word, count)))
+
+
+# 298 words: with ~100 token types (the prototype's), about half of the matches an induction
+# head finds in random text are accidental, the heads learned to hedge (score about 0.7 at
+# best, falling with further training); with 300 they attend sharply (see the model card).
+WORDS = made_up_words(298)
 MIX = RepeatMix(seq_len=60, min_seg=10, max_seg=25, p_repeat=0.75)
-DEFAULT_STEPS = 3000
+DEFAULT_STEPS = 4500
 BATCH = 64
-# A constant 1e-2: at the prototype's 3e-3 the TransformerLens 4 initialisation (std 0.1) left
-# the loss on a plateau for about 2,000 steps; at 1e-2 induction forms by about 1,500-2,000.
-# No decay: a decaying rate let the layer-1 heads settle into sharing induction, each
-# attending less to its target (see the model card).
+# A constant 1e-2: at the prototype's 3e-3 the TransformerLens 4 initialisation (std 0.1) kept
+# the loss on a plateau much longer. No decay: a decaying rate let the layer-1 heads settle
+# into sharing induction, each attending less to its target (see the model card).
 LR = 1e-2
+# Snapshots: step 0, then log-spaced from step 500, so that several fall in the phase change.
 N_SNAPSHOTS = 10
-FIRST_SNAPSHOT = 16
+FIRST_SNAPSHOT = 500
 # The probe batch for the release metrics: [BOS] + 25 words + the same 25 words.
 EVAL_SEG_LEN, EVAL_BATCH, EVAL_SEED = 25, 128, 1234
 TARGETS = {"prev_token_score_l0": 0.8, "induction_score_l1": 0.7}
@@ -63,14 +73,15 @@ def model_config(seed: int):
 
 
 def build_tokenizer(directory: str | Path):
-    """The word-level tokenizer: `<bos>` is id 0, `<unk>` id 1, the words 2..99."""
+    """The word-level tokenizer: `<bos>` is id 0, `<unk>` id 1, then the words."""
     return build_word_tokenizer([BOS, UNK, *WORDS], directory, pad=BOS, bos=BOS, unk=UNK)
 
 
 def snapshot_schedule(steps: int, count: int = N_SNAPSHOTS) -> list[int]:
     """Step 0 and `count - 1` log-spaced steps from FIRST_SNAPSHOT to `steps`.
 
-    Log spacing puts as many snapshots before the induction phase change as after it.
+    The loss sits on a plateau for the first ~2,000 steps; log spacing from step 500 puts
+    more snapshots around the induction phase change than a uniform grid would.
     """
     if steps <= FIRST_SNAPSHOT or count < 2:
         return sorted({0, steps})

@@ -35,12 +35,33 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def warmup_stable_decay(
+    steps: int, warmup: int, decay_fraction: float, final: float
+) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up, constant, then linear decay to `final`.
+
+    The long constant stretch leaves a phase change room to happen at the full rate; the
+    decay at the end settles what was learned.
+    """
+    decay_start = round(steps * (1 - decay_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if step < decay_start:
+            return 1.0
+        return 1.0 - (1.0 - final) * (step - decay_start + 1) / max(1, steps - decay_start)
+
+    return factor
+
+
 def fit(
     model: TransformerBridge,
     next_batch: Callable[[], Tensor],
     steps: int,
     lr: float,
     *,
+    schedule: Callable[[int], float] | None = None,
     weight_decay: float = 0.0,
     loss_fn: LossFn = next_token_loss,
     snapshot_steps: Collection[int] = (),
@@ -49,9 +70,11 @@ def fit(
 ) -> TrainResult:
     """Train `model` in place for `steps` AdamW steps on batches from `next_batch()`.
 
-    A snapshot at step s holds the weights after s updates (step 0: the initialisation).
+    `schedule(step)` scales `lr` at each step (constant when None). A snapshot at step s holds
+    the weights after s updates (step 0: the initialisation).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule or (lambda step: 1.0))
     result = TrainResult()
     start = time.perf_counter()
 
@@ -70,6 +93,7 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         result.losses.append(loss.item())
         maybe_snapshot(step)
         if step % 50 == 0:
