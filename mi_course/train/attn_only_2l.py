@@ -137,14 +137,7 @@ def train(
         lambda: repeat_mix_batch(BATCH, token_ids, model.tokenizer.bos_token_id, generator, MIX),
         steps, LR, snapshot_steps=snapshots, progress=progress, desc=f"{NAME} seed {seed}",
     )
-    tail = result.losses[-50:]
-    metrics = {
-        "seed": seed,
-        "steps": steps,
-        "train_loss_last_50": round(sum(tail) / len(tail), 4),
-        **evaluate(model),
-        "train_seconds": round(result.seconds, 1),
-    }
+    metrics = result.report(seed, steps, evaluate(model))
     if out_dir is not None:
         save_checkpoint(model, out_dir, metrics)
         save_snapshots(result.snapshots, out_dir)

@@ -201,14 +201,7 @@ def train(
         steps, LR, schedule=warmup_stable_decay(steps, WARMUP_STEPS, DECAY_FRACTION, FINAL_LR_FRACTION),
         loss_fn=move_loss, progress=progress, desc=f"{NAME} seed {seed}",
     )
-    tail = result.losses[-50:]
-    metrics = {
-        "seed": seed,
-        "steps": steps,
-        "train_loss_last_50": round(sum(tail) / len(tail), 4),
-        **evaluate(model, eval_walks),
-        "train_seconds": round(result.seconds, 1),
-    }
+    metrics = result.report(seed, steps, evaluate(model, eval_walks))
     if out_dir is not None:
         save_checkpoint(model, out_dir, metrics)
     return metrics

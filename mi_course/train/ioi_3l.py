@@ -129,14 +129,7 @@ def train(
         weight_decay=WEIGHT_DECAY, loss_fn=padded_next_token_loss,
         progress=progress, desc=f"{NAME} seed {seed}",
     )
-    tail = result.losses[-50:]
-    metrics = {
-        "seed": seed,
-        "steps": steps,
-        "train_loss_last_50": round(sum(tail) / len(tail), 4),
-        **evaluate(model),
-        "train_seconds": round(result.seconds, 1),
-    }
+    metrics = result.report(seed, steps, evaluate(model))
     if out_dir is not None:
         save_checkpoint(model, out_dir)
     return metrics

@@ -34,6 +34,18 @@ class TrainResult:
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def report(self, seed: int, steps: int, evaluation: dict) -> dict:
+        """The metrics every training module reports: seed, steps, the final training loss
+        (mean of the last 50 steps), the model's own evaluation, and the wall time."""
+        tail = self.losses[-50:]
+        return {
+            "seed": seed,
+            "steps": steps,
+            "train_loss_last_50": round(sum(tail) / len(tail), 4),
+            **evaluation,
+            "train_seconds": round(self.seconds, 1),
+        }
+
 
 def warmup_stable_decay(
     steps: int, warmup: int, decay_fraction: float, final: float
