@@ -106,17 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write a CSV: notebook, exercise, status")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     p.set_defaults(fn=cmd_grade)
-    p = sub.add_parser("train", help="retrain a shipped model: mi-course train NAME [--seed S] [--out DIR]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_train)
-    p = sub.add_parser("run", help="open JupyterLab on chapters/")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_run)
+    sub.add_parser("train", help="retrain a shipped model: mi-course train NAME [--seed S] [--out DIR]",
+                   add_help=False).set_defaults(fn=cmd_train)
+    sub.add_parser("run", help="open JupyterLab on chapters/ (other options go to JupyterLab)").set_defaults(fn=cmd_run)
     return parser
 
 
+PASS_THROUGH = ("train", "run")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Dispatch; `train` and `run` hand every further argument to the training CLI or JupyterLab."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     return args.fn(args)
 
 

@@ -47,3 +47,34 @@ def test_grade_executes_submissions_and_writes_csv(tmp_path, capsys):
     assert alice == {"ch00.double": "passed", "ch00.half": "failed"}
     assert bob["(run)"].startswith("stopped: ") and "ZeroDivisionError" in bob["(run)"]
     assert "1/2 passed; ran to the end" in capsys.readouterr().out
+
+
+def test_run_opens_jupyterlab_on_chapters_and_passes_options(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    assert cli.main(["run", "--no-browser", "--port", "8899"]) == 0
+    command = calls[0]
+    assert command[1:3] == ["-m", "jupyterlab"]
+    assert command[3].startswith("--notebook-dir=") and command[3].endswith("chapters")
+    assert command[4:] == ["--no-browser", "--port", "8899"]
+
+
+def test_train_hands_its_arguments_to_the_training_cli(monkeypatch):
+    import mi_course.train.__main__ as train_main
+
+    seen = []
+    monkeypatch.setattr(train_main, "main", lambda argv: seen.append(argv) or 0)
+    assert cli.main(["train", "attn-only-2l", "--seed", "1"]) == 0
+    assert seen == [["attn-only-2l", "--seed", "1"]]
+
+
+def test_unknown_options_are_refused(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        cli.main(["progress", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_build_and_check_sync_commands():
+    assert cli.main(["check-sync"]) == 0
