@@ -14,14 +14,6 @@ from mi_course.induction_phase import in_context_learning_score, phase_change_se
 from mi_course.models import load_model, snapshot_steps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine the default threading is many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _model(**overrides) -> TransformerBridge:
     """A tiny randomly initialised bridge with non-zero biases, so bias terms are exercised."""

@@ -22,13 +22,6 @@ from mi_course.probing import (
 from mi_course.train import gridwalk_3l, training_module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def model():

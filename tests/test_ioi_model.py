@@ -113,7 +113,6 @@ def test_tokenizer_matches_the_generator(tmp_path):
 def test_a_few_training_steps_save_a_loadable_model(tmp_path):
     from mi_course.models.checkpoint import load_checkpoint
 
-    torch.set_num_threads(1)
     metrics = ioi_3l.train(seed=0, out_dir=tmp_path / "run", steps=3, progress=False)
     assert set(ioi_3l.TARGETS) <= set(metrics)
     model = load_checkpoint(tmp_path / "run")
@@ -124,7 +123,6 @@ def test_a_few_training_steps_save_a_loadable_model(tmp_path):
 def shipped():
     from mi_course import load_model
 
-    torch.set_num_threads(1)
     return load_model(ioi_3l.NAME, device="cpu")
 
 
@@ -136,6 +134,5 @@ def test_shipped_model_meets_release_metrics_on_heldout_data(shipped):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_retraining_reaches_release_metrics(seed, tmp_path):
-    torch.set_num_threads(1)
     metrics = ioi_3l.train(seed=seed, out_dir=tmp_path, progress=False)
     assert ioi_3l.missed_targets(metrics) == [], metrics

@@ -17,14 +17,6 @@ from mi_course.data.features import sparse_features
 from mi_course.viz import superposition as viz
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _polygon(k: int, radius: float = 1.0) -> torch.Tensor:
     """k unit vectors (rows) at the corners of a regular polygon."""

@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from mi_course.models import checkpoint
 from mi_course.models.registry import MODELS
@@ -14,14 +13,6 @@ from mi_course.train.__main__ import main
 from mi_course.train.attn_only_2l import WORDS, snapshot_schedule, train
 from mi_course.train.loop import warmup_stable_decay
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Training is specified for one thread; restore the caller's setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", trainable_models())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ from mi_course.data.repeated_tokens import RepeatMix, content_token_ids, repeat_
 from mi_course.data.word_tokenizer import build_word_tokenizer
 from mi_course.induction import loss_by_half, score_heads
 from mi_course.models.checkpoint import save_checkpoint, save_snapshots
-from mi_course.train.loop import fit
+from mi_course.train.loop import check_steps, fit, fresh_model
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -121,14 +120,8 @@ def train(
     seed: int = 0, out_dir: str | Path | None = None, steps: int | None = None, progress: bool = True
 ) -> dict:
     """Train from scratch; save checkpoint and snapshots to `out_dir` if given; return metrics."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    steps = DEFAULT_STEPS if steps is None else steps
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = build_tokenizer(Path(scratch) / "tokenizer")
-        model = TransformerBridge.boot_native(model_config(seed), tokenizer=tokenizer, device="cpu")
+    steps = check_steps(DEFAULT_STEPS if steps is None else steps)
+    model = fresh_model(model_config(seed), build_tokenizer)
     generator = torch.Generator().manual_seed(seed)
     token_ids = content_token_ids(model.tokenizer)
     snapshots = snapshot_schedule(steps)

@@ -11,7 +11,6 @@ reads it from changes the output no more than noise, while removing the cell's s
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,7 @@ from mi_course.probing import (
     output_kl,
     untrained_copy,
 )
-from mi_course.train.loop import fit, warmup_stable_decay
+from mi_course.train.loop import check_steps, fit, fresh_model, warmup_stable_decay
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -186,14 +185,8 @@ def train(
 ) -> dict:
     """Train from scratch; save the checkpoint to `out_dir` if given; return the release metrics
     (measured on `eval_walks` walks; fewer are quicker and noisier)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    steps = DEFAULT_STEPS if steps is None else steps
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = build_tokenizer(Path(scratch) / "tokenizer")
-        model = TransformerBridge.boot_native(model_config(seed), tokenizer=tokenizer, device="cpu")
+    steps = check_steps(DEFAULT_STEPS if steps is None else steps)
+    model = fresh_model(model_config(seed), build_tokenizer)
     generator = torch.Generator().manual_seed(seed)
     result = fit(
         model,

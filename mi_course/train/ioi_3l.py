@@ -16,7 +16,6 @@ set-up was chosen by a search recorded in the model card (`weights/ioi-3l/MODEL_
 from __future__ import annotations
 
 import random
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ from torch import Tensor
 
 from mi_course.data import ioi
 from mi_course.models.checkpoint import save_checkpoint
-from mi_course.train.loop import fit, warmup_stable_decay
+from mi_course.train.loop import check_steps, fit, fresh_model, warmup_stable_decay
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -115,12 +114,8 @@ def train(
     seed: int = 0, out_dir: str | Path | None = None, steps: int | None = None, progress: bool = True
 ) -> dict:
     """Train from scratch; save the checkpoint to `out_dir` if given; return release metrics."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    steps = DEFAULT_STEPS if steps is None else steps
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = ioi.build_tokenizer(Path(scratch) / "tokenizer")
-        model = TransformerBridge.boot_native(model_config(seed), tokenizer=tokenizer, device="cpu")
+    steps = check_steps(DEFAULT_STEPS if steps is None else steps)
+    model = fresh_model(model_config(seed), ioi.build_tokenizer)
     rng = random.Random(seed)
     result = fit(
         model,

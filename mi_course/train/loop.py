@@ -6,9 +6,11 @@ loop stays the same, so every shipped checkpoint is trained the same documented 
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Collection
 
 import torch
 from jaxtyping import Int
@@ -16,9 +18,29 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
+    from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
 LossFn = Callable[["TransformerBridge", Tensor], Tensor]
+
+
+def fresh_model(config: TransformerBridgeConfig, build_tokenizer: Callable[[Path], Any]) -> TransformerBridge:
+    """A randomly initialised bridge on the CPU with its tokenizer attached.
+
+    TransformerLens 4 keeps BOS handling only for a tokenizer loaded from a folder, so the
+    tokenizer is built into a scratch folder and the bridge boots from there.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = build_tokenizer(Path(scratch) / "tokenizer")
+        return TransformerBridge.boot_native(config, tokenizer=tokenizer, device="cpu")
+
+
+def check_steps(steps: int) -> int:
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return steps
 
 
 def next_token_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]) -> Tensor:
