@@ -92,6 +92,13 @@ def test_other_exception_names_type_and_line():
     assert len(result.message.splitlines()) <= 5
 
 
+def test_exit_does_not_end_the_session():
+    import sys
+
+    result = grade(DOUBLE, lambda x: sys.exit(1))
+    assert result.status == "failed" and "called exit()" in result.message
+
+
 def test_returns_none():
     def forgot_return(x):
         x * 2

@@ -114,6 +114,8 @@ def call(fn: Callable, args: tuple, kwargs: dict, timeout_s: float,
     except _TimeLimit:
         return None, Failure("timeout", f"did not finish within {timeout_s:g} s: look for an endless "
                                         "loop, or a Python loop where a batched tensor operation would do")
+    except SystemExit:
+        return None, Failure("exception", "called exit(): return a value instead of stopping Python")
     except Exception as exc:  # the learner's bug, reported in one line
         return None, Failure("exception", f"raised {type(exc).__name__}: {_first_line(exc)}{_learner_line(exc)}")
     elapsed = time.perf_counter() - start
