@@ -96,33 +96,34 @@ def head_patching(model, clean_cache, corrupt_cache, p, base, corrupt, where: st
 def path_patching(model, clean_cache, corrupt_cache, p, base, corrupt, receiver: tuple[int, int]):
     """Sender head -> receiver head at END: the sender's corrupted output reaches the receiver
     while every other head is frozen at its clean value; then only the receiver's new z (at END)
-    is patched into a clean run. One pass per sender (two forward passes each)."""
-    n_heads, rows, end = model.cfg.n_heads, torch.arange(len(p)), p.positions["end"]
+    is patched into a clean run. Every sender in its own copy of the batch: two forward passes."""
+    n_heads, n, rows, end = model.cfg.n_heads, len(p), torch.arange(len(p)), p.positions["end"]
     r_layer, r_head = receiver
-    result = torch.zeros(r_layer, n_heads)
-    for s_layer in range(r_layer):
-        for s_head in range(n_heads):
-            grabbed = {}
+    copies = r_layer * n_heads  # sender k is head k % n_heads of layer k // n_heads
+    s_layers, s_heads = torch.arange(copies) // n_heads, torch.arange(copies) % n_heads
+    grabbed = {}
 
-            def freeze(z, hook, s_layer=s_layer, s_head=s_head):
-                layer = int(hook.name.split(".")[1])
-                new = clean_cache[hook.name].clone()
-                if layer == s_layer:
-                    new[:, :, s_head] = corrupt_cache[hook.name][:, :, s_head]
-                if layer == r_layer:
-                    new[:, :, r_head] = z[:, :, r_head]
-                    grabbed["z"] = z[rows, end, r_head].clone()
-                return new
+    def freeze(z, hook):
+        layer = int(hook.name.split(".")[1])
+        new = clean_cache[hook.name].repeat(copies, 1, 1, 1).view(copies, n, *z.shape[1:])
+        ks = (s_layers == layer).nonzero().flatten()
+        new[ks, :, :, s_heads[ks]] = corrupt_cache[hook.name][:, :, s_heads[ks]].permute(2, 0, 1, 3)
+        if layer == r_layer:
+            mine = z.view(copies, n, *z.shape[1:])
+            new[..., r_head, :] = mine[..., r_head, :]
+            grabbed["z"] = mine[:, rows, end, r_head].clone()
+        return new.view(z.shape)
 
-            def put(z, hook):
-                z[rows, end, r_head] = grabbed["z"]
-                return z
+    def put(z, hook):
+        z.view(copies, n, *z.shape[1:])[:, rows, end, r_head] = grabbed["z"]
+        return z
 
-            with torch.no_grad():
-                model.run_with_hooks(p.clean, fwd_hooks=[(z_name(layer), freeze) for layer in range(r_layer + 1)])
-                logits = model.run_with_hooks(p.clean, fwd_hooks=[(z_name(r_layer), put)])
-            result[s_layer, s_head] = (logit_diff(logits, p).mean() - base) / (base - corrupt)
-    return result
+    tokens = p.clean.repeat(copies, 1)
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=[(z_name(layer), freeze) for layer in range(r_layer + 1)])
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(z_name(r_layer), put)])
+    diff = logit_diff(logits, p, copies=copies).view(r_layer, n_heads, n).mean(-1)
+    return (diff - base) / (base - corrupt)
 
 
 def grid(ax, mat: Tensor, title: str, lim: float | None = None, signed: bool = False) -> None:
