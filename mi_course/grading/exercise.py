@@ -51,6 +51,14 @@ class Exercise:
     given: then `validate(case, output)` returns None when the output is acceptable or a
     one-line reason why not. Use it where many answers are right (random constructions,
     trained models); mistakes are then recognised by failing with the same reason.
+
+    `cases(seed=0)` builds every input from `seed`: self-grading uses the default, the
+    instructor's grader draws a seed the learner never saw. `seed_arg` names the keyword
+    argument that carries a seed or `torch.Generator` in seeded exercises: grading then calls
+    the answer again with the same seed (the same output is required) and with another seed.
+    `forbidden` lists dotted names of library functions that compute the answer outright
+    (e.g. "transformer_lens.patching.get_act_patch_resid_pre"): grading for a record locks
+    them away, as it does the reference.
     """
 
     id: str
@@ -64,6 +72,8 @@ class Exercise:
     validate: Optional[Validator] = None
     timeout_s: float = 20.0
     check_dtype: bool = True
+    seed_arg: Optional[str] = None
+    forbidden: tuple[str, ...] = ()
 
     @property
     def chapter(self) -> str:

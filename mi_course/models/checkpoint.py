@@ -98,6 +98,17 @@ def boot_from_directory(
     return model.eval()
 
 
+def load_random_init(directory: str | Path, device: str | torch.device = "cpu") -> TransformerBridge:
+    """The architecture in `directory` with fresh, seeded random weights: a broken-model control."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    settings = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    settings.update(dtype=getattr(torch, settings.get("dtype", "float32")), seed=1234)
+    fresh = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(settings), device="cpu")
+    return boot_from_directory(directory, fresh.state_dict(), device)
+
+
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> TransformerBridge:
     """The model saved by `save_checkpoint` in `directory`, on `device`, in eval mode."""
     return boot_from_directory(directory, _read_tensors(Path(directory) / WEIGHTS_FILE), device)

@@ -144,6 +144,9 @@ def load_model(
             f"{name!r} has no weights in {spec.weights_dir}; create them with "
             f"`python -m mi_course.train {name}`."
         )
+    broken = _mutant_model(spec, device)
+    if broken is not None:
+        return broken
     if step is not None:
         if not spec.shipped:
             raise ValueError(f"{name!r} is a hub model; only shipped models have training snapshots")
@@ -155,6 +158,19 @@ def load_model(
             f"{name} cannot be loaded: {error} Offline, use a model shipped with the course: "
             f"{_offline_alternatives(spec.chapter)}."
         ) from None
+
+
+def _mutant_model(spec: ModelSpec, device: torch.device) -> TransformerBridge | None:
+    """The broken model `MI_COURSE_MUTANT` asks for (see `mi_course.mutants`), else None."""
+    from mi_course import mutants
+
+    kind = mutants.active()
+    if kind is None or not spec.shipped:
+        return None
+    steps = checkpoint.snapshot_steps(spec.weights_dir)
+    if kind == "earliest" and steps:
+        return checkpoint.load_snapshot(spec.weights_dir, min(steps), device)
+    return checkpoint.load_random_init(spec.weights_dir, device)
 
 
 def snapshot_steps(name: str) -> list[int]:
