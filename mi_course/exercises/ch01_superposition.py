@@ -21,8 +21,8 @@ from mi_course.grading import Case, Exercise, Mistake, register
 # --- 1. nearly orthogonal vectors --------------------------------------------------------------
 
 
-def _cosine_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(0)
+def _cosine_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
     scaled = torch.randn(6, 4, generator=g) * torch.tensor([[0.5], [3.0], [1.0], [2.0], [0.2], [1.5]])
     scaled[5] = -2.0 * scaled[0] + 0.05 * torch.randn(4, generator=g)  # most aligned pair is opposed
     return [
@@ -63,11 +63,11 @@ register(Exercise(
 ))
 
 
-def _orthogonal_cases() -> list[Case]:
+def _orthogonal_cases(seed: int = 0) -> list[Case]:
     return [
-        Case(args=(10, 0.2, 1000, torch.Generator().manual_seed(1)), label="d=10, eps=0.2, 1000 candidates"),
-        Case(args=(2, 0.1, 300, torch.Generator().manual_seed(2)), label="d=2, eps=0.1 (the answer is 2)"),
-        Case(args=(40, 0.3, 800, torch.Generator().manual_seed(3)), label="d=40, eps=0.3, 800 candidates"),
+        Case(args=(10, 0.2, 1000, torch.Generator().manual_seed(1 + seed)), label="d=10, eps=0.2, 1000 candidates"),
+        Case(args=(2, 0.1, 300, torch.Generator().manual_seed(2 + seed)), label="d=2, eps=0.1 (the answer is 2)"),
+        Case(args=(40, 0.3, 800, torch.Generator().manual_seed(3 + seed)), label="d=40, eps=0.3, 800 candidates"),
     ]
 
 
@@ -178,8 +178,8 @@ register(Exercise(
 # --- 2. interference ---------------------------------------------------------------------------
 
 
-def _interference_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(4)
+def _interference_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(4 + seed)
     return [
         Case(args=(torch.randn(2, 5, generator=g), 0.1), label="5 features in 2 dimensions, p = 0.1"),
         Case(args=(torch.randn(3, 8, generator=g, dtype=torch.float64), 0.5), label="8 features in 3 dims, float64"),
@@ -226,11 +226,11 @@ register(Exercise(
 # --- 3. toy model ----------------------------------------------------------------------------------
 
 
-def _feature_cases() -> list[Case]:
+def _feature_cases(seed: int = 0) -> list[Case]:
     return [
-        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6, torch.Generator().manual_seed(5)),
+        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6, torch.Generator().manual_seed(5 + seed)),
              label="3 instances with sparsity 0, 0.5, 0.9"),
-        Case(args=(3000, torch.tensor([0.3]), 1, torch.Generator().manual_seed(6)), label="one feature, one instance"),
+        Case(args=(3000, torch.tensor([0.3]), 1, torch.Generator().manual_seed(6 + seed)), label="one feature, one instance"),
     ]
 
 
@@ -304,8 +304,8 @@ register(Exercise(
 ))
 
 
-def _forward_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(7)
+def _forward_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(7 + seed)
     return [
         Case(args=(torch.randn(3, 2, 5, generator=g), torch.randn(3, 5, generator=g),
                    torch.rand(4, 3, 5, generator=g)), label="3 instances, 5 features in 2 dims, batch 4"),
@@ -341,8 +341,8 @@ register(Exercise(
 ))
 
 
-def _loss_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(8)
+def _loss_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(8 + seed)
     return [
         Case(args=(torch.rand(6, 3, 5, generator=g), torch.rand(6, 3, 5, generator=g),
                    0.3 + 2 * torch.rand(3, 5, generator=g)), label="3 instances, 5 features, batch 6"),
@@ -384,13 +384,13 @@ register(Exercise(
 ))
 
 
-def _training_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(9)
+def _training_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(9 + seed)
     W, b = ref.init_toy_weights(3, 5, 2, g)
     b = b + 0.1 * torch.randn(b.shape, generator=g)
     importance = 0.8 ** torch.arange(5.0) * torch.tensor([[1.0], [2.0], [0.5]])
     sparsity = torch.tensor([0.0, 0.7, 0.9])
-    features = partial(sparse_features, 64, sparsity, 5, generator=torch.Generator().manual_seed(10))
+    features = partial(sparse_features, 64, sparsity, 5, generator=torch.Generator().manual_seed(10 + seed))
     return [Case(args=(W, b, importance, features, 40), kwargs={"lr": 0.01},
                  label="3 instances, 5 features in 2 dims, 40 steps of batch 64")]
 
@@ -442,7 +442,7 @@ register(Exercise(
 # --- 4. phase diagram ----------------------------------------------------------------------------
 
 
-def _phase_cases() -> list[Case]:
+def _phase_cases(seed: int = 0) -> list[Case]:
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0], [-0.9, 0.8], [0.1, -0.9],
                       [0.2, 0.1], [-0.8, 0.0], [0.6, 0.7], [0.05, -0.6]])
     return [
@@ -492,8 +492,8 @@ register(Exercise(
 # --- 5. feature dimensionality --------------------------------------------------------------------
 
 
-def _dimensionality_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(11)
+def _dimensionality_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(11 + seed)
     with_zero = torch.randn(1, 2, 5, generator=g)
     with_zero[..., 3] = 0
     return [

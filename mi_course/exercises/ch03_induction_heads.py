@@ -48,13 +48,13 @@ def _patterns(generator: torch.Generator, layers: int, batch: int, heads: int, p
 # --- 2. repeated random tokens -------------------------------------------------------------------
 
 
-def _repeated_cases() -> list[Case]:
+def _repeated_cases(seed: int = 0) -> list[Case]:
     small, large = _tokenizer(10), _tokenizer(40)
     return [
-        Case(args=(small, 4, 6), kwargs={"seed": 1}, label="4 rows, segments of 6 from 10 words"),
-        Case(args=(large, 8, 20), kwargs={"seed": 2}, label="8 rows, segments of 20 from 40 words"),
-        Case(args=(small, 1, 2), kwargs={"seed": 3}, label="one row, segment of 2 (edge)"),
-        Case(args=(small, 3, 10), kwargs={"seed": 4}, label="segments using every word once (edge)"),
+        Case(args=(small, 4, 6), kwargs={"seed": 1 + seed}, label="4 rows, segments of 6 from 10 words"),
+        Case(args=(large, 8, 20), kwargs={"seed": 2 + seed}, label="8 rows, segments of 20 from 40 words"),
+        Case(args=(small, 1, 2), kwargs={"seed": 3 + seed}, label="one row, segment of 2 (edge)"),
+        Case(args=(small, 3, 10), kwargs={"seed": 4 + seed}, label="segments using every word once (edge)"),
     ]
 
 
@@ -136,8 +136,8 @@ register(Exercise(
 # --- 2. per-token loss ---------------------------------------------------------------------------
 
 
-def _loss_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(30)
+def _loss_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(30 + seed)
     return [
         Case(args=(torch.randn(3, 7, 11, generator=g) * 2, torch.randint(11, (3, 7), generator=g)),
              label="3 rows of 7 tokens, vocabulary 11"),
@@ -180,8 +180,8 @@ register(Exercise(
 # --- 3. head detectors ------------------------------------------------------------------------------
 
 
-def _prev_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(31)
+def _prev_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(31 + seed)
     exact = torch.zeros(1, 1, 1, 5, 5)
     exact[..., 0, 0] = 1.0
     exact[..., torch.arange(1, 5), torch.arange(4)] = 1.0
@@ -222,9 +222,9 @@ register(Exercise(
 ))
 
 
-def _repeat_pattern_cases() -> list[Case]:
+def _repeat_pattern_cases(seed: int = 0) -> list[Case]:
     """Patterns on [BOS] + 2 x seg (first), without BOS, and the shortest segment."""
-    g = torch.Generator().manual_seed(32)
+    g = torch.Generator().manual_seed(32 + seed)
     return [
         Case(args=(_patterns(g, 2, 3, 4, 2 * 4 + 1), 4), label="[BOS] + 2 x 4 tokens; 2 layers, 3 rows, 4 heads"),
         Case(args=(_patterns(g, 1, 2, 2, 2 * 3), 3), label="2 x 3 tokens, no BOS"),
@@ -314,8 +314,8 @@ def _dla_case(g: torch.Generator, layers: int, batch: int, pos: int, heads: int,
                       torch.randint(vocab, (batch, pos), generator=g)), label=label)
 
 
-def _dla_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(33)
+def _dla_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(33 + seed)
     return [_dla_case(g, 2, 3, 6, 4, "2 layers, 3 rows, 6 positions, 4 heads"),
             _dla_case(g, 1, 1, 2, 1, "one head, one row of 2 tokens (edge)")]
 
@@ -364,8 +364,8 @@ def _ablate_case(g: torch.Generator, copies: int, batch: int, mean: bool, label:
     return Case(args=(z, ablate, replacement), label=label)
 
 
-def _ablate_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(34)
+def _ablate_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(34 + seed)
     return [_ablate_case(g, 3, 2, True, "3 copies of 2 rows, mean-ablation"),
             _ablate_case(g, 2, 3, False, "2 copies of 3 rows, zero-ablation"),
             _ablate_case(g, 1, 1, True, "one copy of one row (edge)")]
@@ -408,8 +408,8 @@ register(Exercise(
 # --- 6. OV circuit, copying score, composition -------------------------------------------------------------
 
 
-def _ov_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(35)
+def _ov_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(35 + seed)
 
     def weights(vocab: int, d_model: int, d_head: int, lead: tuple[int, ...]) -> tuple[Tensor, ...]:
         return (torch.randn(vocab, d_model, generator=g), torch.randn(*lead, d_model, d_head, generator=g),
@@ -444,8 +444,8 @@ register(Exercise(
 ))
 
 
-def _copying_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(36)
+def _copying_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(36 + seed)
     n = 8
     mixed = torch.randn(2, 3, n, n, generator=g) + torch.linspace(-1, 4, 6).view(2, 3, 1, 1) * torch.eye(n)
     shifted = torch.randn(1, 4, 5, 5, generator=g) * 0.1 + torch.eye(5).roll(1, dims=-1) * 3 - 0.5
@@ -479,8 +479,8 @@ register(Exercise(
 ))
 
 
-def _composition_cases() -> list[Case]:
-    g = torch.Generator().manual_seed(37)
+def _composition_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(37 + seed)
 
     def low_rank(n: int, d: int, r: int) -> Tensor:
         return torch.randn(n, d, r, generator=g) @ torch.randn(n, r, d, generator=g)

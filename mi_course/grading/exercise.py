@@ -65,7 +65,7 @@ class Exercise:
     title: str
     reference: Any
     mistakes: tuple[Mistake, ...]
-    cases: Callable[[], list[Case]] = lambda: [Case()]
+    cases: Callable[..., list[Case]] = lambda seed=0: [Case()]
     kind: Literal["function", "value"] = "function"
     rtol: float = 1e-4
     atol: float = 1e-5
