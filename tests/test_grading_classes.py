@@ -197,9 +197,16 @@ def _features_two_values(batch, sparsity, n, generator):
     return (0.5 + sign * 12**-0.5) * present
 
 
+def _features_one_draw_per_feature(batch, sparsity, n, generator):
+    """One uniform per sample and feature, thresholded by each instance's sparsity: instances share it."""
+    u = torch.rand(batch, 1, n, generator=generator)
+    return torch.rand(batch, len(sparsity), n, generator=generator) * (u < (1 - sparsity)[:, None])
+
+
 @pytest.mark.parametrize("answer,reason", [
-    (_features_together, "features switch on and off together"),
-    (_features_shared_value, "the values of features present together are correlated"),
+    (_features_together, "different features switch on and off together"),
+    (_features_one_draw_per_feature, "different instances switch on and off together"),
+    (_features_shared_value, "the values of different features are correlated"),
     (_features_uneven_density, "does not match 1 - S for every instance and feature"),
     (_features_two_values, "the present values are not uniform"),
 ], ids=lambda x: getattr(x, "__name__", ""))

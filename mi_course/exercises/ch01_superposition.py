@@ -259,10 +259,10 @@ def _density_ok(observed: Tensor, expected: Tensor, n: int) -> Tensor:
 
 
 def _max_correlation(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Largest |correlation| between two different features, and the samples it rests on.
+    """Largest |correlation| between two entries of the last axis, and the fewest samples one rests on.
 
-    x, weight: (batch, instances, features); a pair of features is correlated over the samples
-    where both weights are 1. Pairs with fewer than 400 such samples, or no spread, are skipped.
+    x, weight: (batch, other, last); a pair is correlated over the samples where both weights
+    are 1. Pairs with fewer than 400 such samples, or no spread, are skipped.
     """
     xw = x * weight
     n = torch.einsum("bif,big->ifg", weight, weight)
@@ -299,15 +299,18 @@ def _validate_features(case: Case, out: object) -> str | None:
         if _density_ok(density, s, batch).all():
             return "features are present with probability S; they should be present with probability 1 - S"
         return "the share of present (nonzero) features does not match 1 - S for every instance and feature"
-    corr, n = _max_correlation(present, torch.ones_like(present))
-    if corr > SIGMAS / n.sqrt():
-        return "features switch on and off together: each should be present independently of the others"
     values = out[out != 0]
     if values.numel() > 1 and values.std() < 1e-6:
         return "every present feature has the same value; values should be uniform in [0, 1]"
-    corr, n = _max_correlation(out, present)
-    if corr > SIGMAS / n.sqrt():
-        return "the values of features present together are correlated: draw each feature's value independently"
+    for axis, order in (("features", (0, 1, 2)), ("instances", (0, 2, 1))):
+        p, x = present.permute(order), out.permute(order)
+        corr, n = _max_correlation(p, torch.ones_like(p))
+        if corr > SIGMAS / n.sqrt():
+            return (f"different {axis} switch on and off together: draw presence independently for every "
+                    "sample, instance and feature")
+        corr, n = _max_correlation(x, p)
+        if corr > SIGMAS / n.sqrt():
+            return f"the values of different {axis} are correlated: draw every present value independently"
     for instance in range(out.shape[1]):
         x = out[:, instance][out[:, instance] != 0].sort().values
         if len(x) >= 100:

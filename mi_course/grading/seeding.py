@@ -83,13 +83,14 @@ def seed_failure(ex: Exercise, fn: Callable, case: Case, expected: Any) -> Optio
     if not _same(ex, first, second):
         return (f"it gives different outputs for the same seed (`{arg}` = {describe(seed)}): "
                 f"does it use the global RNG instead of `{arg}`?")
-    other_case = _with_seed(ex, case, _other_seed(seed))
+    other_seed = _other_seed(seed)
+    other_case = _with_seed(ex, case, other_seed)
     if _same(ex, expected, _reference(ex, other_case)):
         return None  # this case's output does not depend on the seed at all
     other, failure = _run(ex, fn, other_case, rng_seed=1)
     if failure is not None:
         return failure
     if _same(ex, first, other):
-        return (f"it ignores the seed: `{arg}` = {describe(seed)} and `{arg}` = "
-                f"{describe(_other_seed(seed))} give the same output; draw every random number from `{arg}`")
+        return (f"it ignores the seed: `{arg}` = {describe(seed)} and `{arg}` = {describe(other_seed)} "
+                f"give the same output; draw every random number from `{arg}`")
     return None
