@@ -129,6 +129,39 @@ def test_grading_leaves_the_global_rng_as_it_was():
     assert torch.equal(torch.rand(3), expected)
 
 
+def _repeated_row_by_row(tokenizer, batch, seg_len, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = content_token_ids(tokenizer)
+    segment = torch.stack([ids[torch.randperm(len(ids), generator=generator)[:seg_len]] for _ in range(batch)])
+    return torch.cat([torch.full((batch, 1), tokenizer.bos_token_id), segment, segment], dim=-1)
+
+
+def _features_values_first(batch, sparsity, n, generator):
+    values = torch.rand(batch, len(sparsity), n, generator=generator, dtype=torch.float64)
+    present = torch.bernoulli((1 - sparsity)[:, None].double().expand(values.shape), generator=generator)
+    return (values * present).float()
+
+
+def _orthogonal_float64(d, eps, n_candidates, generator):
+    kept = torch.empty(0, d, dtype=torch.float64)
+    for v in torch.randn(n_candidates, d, generator=generator, dtype=torch.float64):
+        v = v / v.norm()
+        if (kept @ v).abs().le(eps).all():
+            kept = torch.cat([kept, v[None]])
+    return kept.float()
+
+
+@pytest.mark.parametrize("exercise_id,answer", [("ch03.repeated_tokens", _repeated_row_by_row),
+                                                ("ch01.sparse_features", _features_values_first),
+                                                ("ch01.nearly_orthogonal_vectors", _orthogonal_float64)],
+                         ids=["repeated_tokens", "sparse_features", "nearly_orthogonal_vectors"])
+def test_right_answers_by_other_algorithms_pass_at_any_seed(exercise_id, answer):
+    ex = get_exercise(exercise_id)
+    for seed in (0, 11):
+        result = grade(dataclasses.replace(ex, cases=functools.partial(ex.cases, seed=seed)), answer)
+        assert result.passed, result.message
+
+
 # --- 2. optional arguments ----------------------------------------------------------------------------
 
 
