@@ -85,6 +85,8 @@ def test_inputs_name_the_generator_and_its_seed():
     message = _failure("ch01.nearly_orthogonal_vectors", _orthogonal_seed_zero)
     assert "generator=a torch.Generator (seed 1)" in message
     assert "object at 0x" not in message
+    tokens = _failure("ch03.repeated_tokens", _repeated_seed_zero)
+    assert " of length 12, 4, 6, seed=1" in tokens and "name_or_path" not in tokens
 
 
 def _permutation(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -142,7 +142,7 @@ def _grade_function(ex: Exercise, fn: Any) -> CheckResult:
         if reason is None and ex.seed_arg is not None:
             reason = seeding.seed_failure(ex, fn, pristine, expected)
             if reason is not None:  # each output is acceptable; together they show a misused seed
-                return _failed(ex, [f"{where}: {reason}.", f"  Inputs: {_describe_inputs(pristine)}"], None)
+                return _failed(ex, [f"{where}: {reason}", f"  Inputs: {_describe_inputs(pristine)}"], None)
         if reason is None:
             continue
         lines = [f"{where}: {reason}.", f"  Inputs:   {_describe_inputs(pristine)}"]

@@ -50,6 +50,12 @@ def _other_seeds(seed: Any) -> list[Any]:
     return [seed + k for k in range(1, OTHER_SEEDS + 1)]
 
 
+def _remedy(arg: str, seed: Any) -> str:
+    if isinstance(seed, torch.Generator):
+        return f"draw every random number from `{arg}`"
+    return f"draw every random number from a torch.Generator seeded with `{arg}`"
+
+
 def _with_seed(ex: Exercise, case: Case, seed: Any) -> Case:
     """A copy of `case` whose `seed_arg` is `seed`, wherever the case passes it (by position or keyword)."""
     bound = inspect.signature(ex.reference).bind(*case.args, **case.kwargs)
@@ -70,7 +76,7 @@ def _run(ex: Exercise, fn: Callable, case: Case, rng_seed: int) -> tuple[Any, Op
     fresh = copy.deepcopy(case)
     with global_rng(rng_seed):
         out, failure = sandbox.call(fn, fresh.args, fresh.kwargs, ex.timeout_s)
-    return out, None if failure is None else f"your function {failure.message}"
+    return out, None if failure is None else f"your function {failure.message}."
 
 
 def _same(ex: Exercise, a: Any, b: Any) -> bool:
@@ -100,5 +106,5 @@ def seed_failure(ex: Exercise, fn: Callable, case: Case, expected: Any) -> Optio
         if not _same(ex, first, other):
             return None
         ignored = ignored or (f"it ignores the seed: `{arg}` = {describe(seed)} and `{arg}` = "
-                              f"{describe(other_seed)} give the same output; draw every random number from `{arg}`")
+                              f"{describe(other_seed)} give the same output; {_remedy(arg, seed)}.")
     return ignored
