@@ -112,7 +112,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mi-course", description="The mi-course helper command.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check versions, device, threads, models and the hub").set_defaults(fn=cmd_doctor)
+    sub.add_parser("doctor", help="check versions, the torch build, device, threads, models and the hub").set_defaults(fn=cmd_doctor)
     sub.add_parser("build", help="write chapters/ from solutions/").set_defaults(fn=cmd_build)
     sub.add_parser("check-sync", help="fail if chapters/ is not what build writes").set_defaults(fn=cmd_check_sync)
     p = sub.add_parser("progress", help="your progress, per chapter")
@@ -128,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False).set_defaults(fn=cmd_train)
     p = sub.add_parser(
         "run", help="open JupyterLab on chapters/ (other options go to JupyterLab)", allow_abbrev=False,
+        usage="mi-course run [-h] [--solutions] [JupyterLab options ...]",
         description="Open JupyterLab on the learner's notebooks in chapters/.",
-        epilog="Every other option goes to JupyterLab unchanged, e.g. `mi-course run --no-browser "
-               "--port 8899`; `jupyter lab --help` lists them. As root, --allow-root is added.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every other option goes to JupyterLab unchanged, for example:\n"
+               "  mi-course run --no-browser --port 8899\n"
+               "`jupyter lab --help` lists them. Run as root, it adds --allow-root and says so.")
     p.add_argument("--solutions", action="store_true", help="open the completed notebooks in solutions/ instead")
     p.set_defaults(fn=cmd_run)
     return parser
