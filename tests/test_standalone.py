@@ -36,6 +36,6 @@ def test_no_file_points_outside_the_repository():
 
 
 def test_the_check_catches_a_reference_outside():
-    assert OUTSIDE.search("see `../" + "shared/COURSE" + "_DESIGN.md` in the project workspace")
+    assert OUTSIDE.search("see `../" + "shared/COURSE" + "_DESIGN.md` in the project " + "workspace")
     assert OUTSIDE.search("cd /" + "work/main")
     assert not OUTSIDE.search("mi_course/weights/attn-only-2l/MODEL_CARD.md, work/, homework/x")
