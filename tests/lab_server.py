@@ -40,13 +40,24 @@ def lab_options(port: int, token: str) -> list[str]:
     ]
 
 
-def wait_until_serving(process: subprocess.Popen, port: int, token: str, timeout_s: float = 60.0) -> None:
+def start(command: list[str], home: Path) -> subprocess.Popen:
+    """Run `command` with `lab_env(home)`, its output going to home/lab.log (a pipe nobody reads
+    could fill up and stall the server)."""
+    with open(home / "lab.log", "wb") as log:
+        return subprocess.Popen(command, env=lab_env(home), stdout=log, stderr=subprocess.STDOUT)
+
+
+def read_log(home: Path) -> str:
+    return (home / "lab.log").read_text(errors="replace")
+
+
+def wait_until_serving(process: subprocess.Popen, home: Path, port: int, token: str, timeout_s: float = 60.0) -> None:
     """Return once the server answers its status API; raise (with its log) if it died or is slow."""
     url = f"http://127.0.0.1:{port}/api/status?token={token}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with status {process.returncode}:\n{read_log(process)}")
+            raise RuntimeError(f"JupyterLab exited with status {process.returncode}:\n{read_log(home)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -54,12 +65,7 @@ def wait_until_serving(process: subprocess.Popen, port: int, token: str, timeout
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"JupyterLab did not answer on port {port} within {timeout_s:.0f} s")
-
-
-def read_log(process: subprocess.Popen) -> str:
-    """What a finished server wrote (stdout and stderr are one pipe)."""
-    return process.stdout.read().decode(errors="replace") if process.stdout else ""
+    raise RuntimeError(f"JupyterLab did not answer on port {port} within {timeout_s:.0f} s:\n{read_log(home)}")
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -67,6 +73,8 @@ def processes_mentioning(marker: str) -> list[int]:
     port or directory finds every process it started (a kernel's connection file lies in the
     runtime directory; Chromium's profile in the test's directory)."""
     found = []
+    if not Path("/proc").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue

@@ -10,7 +10,6 @@ failure too. Skipped where Chromium, chromedriver or selenium are missing (.ci/r
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -115,10 +114,9 @@ def lab(tmp_path_factory):
                f"--ServerApp.root_dir={folder}", "--LabApp.expose_app_in_browser=True"]
     if cli.running_as_root():
         command.append("--allow-root")
-    process = subprocess.Popen(command, env=lab_server.lab_env(home), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = lab_server.start(command, home)
     try:
-        lab_server.wait_until_serving(process, port, TOKEN)
+        lab_server.wait_until_serving(process, home, port, TOKEN)
         yield f"http://127.0.0.1:{port}", folder, str(home)
     finally:
         lab_server.stop(process, str(home))
@@ -179,4 +177,6 @@ def test_widgets_render_and_respond_in_jupyterlab(case, lab, browser, tmp_path):
         case.check(browser)
         assert console_errors(browser) == []
     finally:
-        browser.save_screenshot(str(tmp_path / f"{Path(name).stem}.png"))
+        screenshot = tmp_path / f"{Path(name).stem}.png"
+        browser.save_screenshot(str(screenshot))
+        print(f"screenshot: {screenshot}")

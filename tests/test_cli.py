@@ -3,7 +3,6 @@
 import csv
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -104,11 +103,10 @@ def test_sigterm_to_run_stops_jupyterlab(tmp_path):
     """A learner's `kill`, a container's stop: JupyterLab must go with `mi-course run`, not linger."""
     port, token = lab_server.free_port(), "t" * 32
     marker = f"--ServerApp.port={port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mi_course.cli", "run", *lab_server.lab_options(port, token)],
-        env=lab_server.lab_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = lab_server.start([sys.executable, "-m", "mi_course.cli", "run", *lab_server.lab_options(port, token)],
+                               tmp_path)
     try:
-        lab_server.wait_until_serving(process, port, token)
+        lab_server.wait_until_serving(process, tmp_path, port, token)
         assert lab_server.processes_mentioning(marker), "the server should be found while it runs"
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)

@@ -65,9 +65,10 @@ def _would_install(tmp_path: Path, installed: str) -> list[str]:
     report = tmp_path / f"report-{installed}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
-                    "--find-links", str(wheels), "--report", str(report), "--quiet", "-r", str(requirements)],
-                   env=env, check=True, capture_output=True, timeout=120)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
+                          "--find-links", str(wheels), "--report", str(report), "--quiet", "-r", str(requirements)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert pip.returncode == 0, pip.stderr
     return [item["metadata"]["version"] for item in json.loads(report.read_text())["install"]]
 
 
