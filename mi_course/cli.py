@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -78,11 +79,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(args.rest)
 
 
+def running_as_root() -> bool:
+    """True for the superuser on POSIX (containers, many cloud notebooks); never on Windows."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def jupyterlab_command(args: argparse.Namespace) -> list[str]:
+    """The JupyterLab command line `mi-course run` becomes: our folder, then the learner's options."""
+    folder = notebooks.repo_root() / ("solutions" if args.solutions else "chapters")
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"]
+    if running_as_root() and "--allow-root" not in args.rest:
+        print("mi-course: running as root (a container?), so JupyterLab gets --allow-root", file=sys.stderr)
+        command.append("--allow-root")
+    return command + args.rest
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    folder = notebooks.repo_root() / "chapters"
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *args.rest]
-    print(" ".join(command))
-    return subprocess.call(command)
+    """Become JupyterLab (exec), so Ctrl-C and SIGTERM reach it and nothing is left running."""
+    command = jupyterlab_command(args)
+    print(" ".join(command), flush=True)
+    if os.name == "posix":
+        os.execv(sys.executable, command)
+    return subprocess.call(command)  # Windows has no exec that keeps the console's process
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -94,7 +112,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mi-course", description="The mi-course helper command.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check versions, device, threads, models and the hub").set_defaults(fn=cmd_doctor)
+    sub.add_parser("doctor", help="check versions, the torch build, device, threads, models and the hub").set_defaults(fn=cmd_doctor)
     sub.add_parser("build", help="write chapters/ from solutions/").set_defaults(fn=cmd_build)
     sub.add_parser("check-sync", help="fail if chapters/ is not what build writes").set_defaults(fn=cmd_check_sync)
     p = sub.add_parser("progress", help="your progress, per chapter")
@@ -108,7 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_grade)
     sub.add_parser("train", help="retrain a shipped model: mi-course train NAME [--seed S] [--out DIR]",
                    add_help=False).set_defaults(fn=cmd_train)
-    sub.add_parser("run", help="open JupyterLab on chapters/ (other options go to JupyterLab)").set_defaults(fn=cmd_run)
+    p = sub.add_parser(
+        "run", help="open JupyterLab on chapters/ (other options go to JupyterLab)", allow_abbrev=False,
+        usage="mi-course run [-h] [--solutions] [JupyterLab options ...]",
+        description="Open JupyterLab on the learner's notebooks in chapters/.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every other option goes to JupyterLab unchanged, for example:\n"
+               "  mi-course run --no-browser --port 8899\n"
+               "`jupyter lab --help` lists them. Run as root, it adds --allow-root and says so.")
+    p.add_argument("--solutions", action="store_true", help="open the completed notebooks in solutions/ instead")
+    p.set_defaults(fn=cmd_run)
     return parser
 
 

@@ -7,12 +7,26 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 MIN_PYTHON = (3, 10)
+TESTED_TORCH = "2.13.0"  # the pin in requirements.txt
+TO_CPU_BUILD = (
+    "the CPU build saves ~2.9 GB of downloads and ~3.7 GB of disk: in a new virtual environment, "
+    "`pip install -r requirements.txt` installs it; or here: `pip install --force-reinstall --no-deps "
+    f"torch=={TESTED_TORCH} --index-url https://download.pytorch.org/whl/cpu`, then `pip uninstall` "
+    "triton and the nvidia-* packages"
+)
+TO_CUDA_BUILD = (
+    f"for the CUDA build (~2.9 GB): `pip uninstall -y torch && pip install torch=={TESTED_TORCH}` "
+    "(on Linux PyPI's default build, CUDA 13.0; for Windows, an older driver or ROCm use the command "
+    "pytorch.org's install selector gives)"
+)
 
 
 @dataclass
@@ -37,7 +51,8 @@ def check_versions() -> list[Finding]:
     found.append(Finding("OK" if ok else "FAIL", "python", py,
                          "" if ok else "install Python 3.10 or newer"))
     for package, needed, fix in (
-        ("torch", "2.6", "pip install torch==2.13.0 (CPU) or the CUDA build for your GPU"),
+        ("torch", "2.6", "pip install -r requirements.txt (the CPU build; on a GPU machine install the "
+                         "CUDA build first, see the README's Setup)"),
         ("transformer-lens", "4.3", "pip install 'transformer-lens>=4.3,<5'"),
         ("transformers", None, "pip install -r requirements.txt"),
         ("ipywidgets", None, "pip install ipywidgets (the attention explorer falls back to static plots)"),
@@ -59,6 +74,33 @@ def _older(version: str, needed: str) -> bool:
         return tuple(int(p) for p in v.split("+")[0].split(".")[:2] if p.isdigit())
 
     return parts(version) < parts(needed)
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU and driver, whichever torch build is installed."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def check_torch_build() -> list[Finding]:
+    """Which torch build is installed (CPU, CUDA x.y, ROCm x.y) and whether it suits this machine:
+    a CUDA build without a GPU costs ~2.9 GB for nothing; a CPU build leaves a GPU idle."""
+    import torch
+
+    cuda, rocm = torch.version.cuda, getattr(torch.version, "hip", None)
+    build = f"ROCm {rocm} build" if rocm else f"CUDA {cuda} build" if cuda else "CPU build"
+    detail = f"{torch.__version__}: {build}"
+    if cuda or rocm:
+        if torch.cuda.is_available():
+            return [Finding("OK", "torch build", f"{detail}; uses the GPU ({torch.cuda.get_device_name(0)})")]
+        if nvidia_gpu_present():
+            return [Finding("WARN", "torch build", f"{detail}, but torch cannot use this machine's NVIDIA GPU "
+                            "(a driver older than the build needs?)",
+                            "update the NVIDIA driver, or install the torch build for your driver (the command "
+                            "pytorch.org's install selector gives)")]
+        return [Finding("WARN", "torch build", f"{detail}, but this machine has no GPU torch can use", TO_CPU_BUILD)]
+    if nvidia_gpu_present():
+        return [Finding("WARN", "torch build", f"{detail}, but this machine has an NVIDIA GPU", TO_CUDA_BUILD)]
+    return [Finding("OK", "torch build", f"{detail}; matches this machine (no NVIDIA GPU)")]
 
 
 def check_device() -> list[Finding]:
@@ -122,7 +164,7 @@ def check_hub() -> list[Finding]:
 def run_doctor(out=print) -> int:
     """Print every finding; exit status 1 if anything would stop a chapter."""
     findings: list[Finding] = []
-    for step in (check_versions, check_device, check_models, check_hub):
+    for step in (check_versions, check_torch_build, check_device, check_models, check_hub):
         try:
             findings += step()
         except Exception as exc:  # a broken install must still get a report, not a traceback

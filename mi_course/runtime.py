@@ -31,7 +31,7 @@ def get_device() -> torch.device:
 
 def default_threads() -> int:
     """Leave a core free: on a shared 2-core machine torch's default threading can be tens of
-    times slower under contention (see TL4_NOTES)."""
+    times slower under contention."""
     if os.environ.get(THREADS_ENV):
         return max(1, int(os.environ[THREADS_ENV]))
     return min(4, max(1, (os.cpu_count() or 1) - 1))

@@ -1,9 +1,15 @@
-"""The `mi-course` command: progress and grade (doctor has its own tests)."""
+"""The `mi-course` command: progress, grade and run (doctor has its own tests)."""
 
 import csv
 import json
+import signal
+import sys
+import time
+from pathlib import Path
 
+import lab_server
 import nbformat
+import pytest
 
 from mi_course import cli
 from mi_course.grading import all_exercises
@@ -49,14 +55,67 @@ def test_grade_executes_submissions_and_writes_csv(tmp_path, capsys):
     assert "1/2 passed; ran to the end" in capsys.readouterr().out
 
 
-def test_run_opens_jupyterlab_on_chapters_and_passes_options(monkeypatch):
-    calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
-    assert cli.main(["run", "--no-browser", "--port", "8899"]) == 0
-    command = calls[0]
+class _Exec(Exception):
+    """Stands for os.execv, which never returns."""
+
+
+def _run_command(monkeypatch, argv: list[str], as_root: bool = False) -> list[str]:
+    """The command line `mi-course run ARGV` would exec, as root or not."""
+    monkeypatch.setattr(cli, "running_as_root", lambda: as_root)
+
+    def execv(path, command):
+        assert path == command[0]
+        raise _Exec(command)
+
+    monkeypatch.setattr(cli.os, "execv", execv)
+    with pytest.raises(_Exec) as execed:
+        cli.main(["run", *argv])
+    return execed.value.args[0]
+
+
+def test_run_becomes_jupyterlab_on_chapters_and_passes_options(monkeypatch, capsys):
+    command = _run_command(monkeypatch, ["--no-browser", "--port", "8899"])
     assert command[1:3] == ["-m", "jupyterlab"]
     assert command[3].startswith("--notebook-dir=") and command[3].endswith("chapters")
     assert command[4:] == ["--no-browser", "--port", "8899"]
+    assert "allow-root" not in capsys.readouterr().err
+    command = _run_command(monkeypatch, ["--solutions"])
+    assert command[3].endswith("solutions") and command[4:] == []
+
+
+def test_run_as_root_adds_allow_root_and_says_so(monkeypatch, capsys):
+    assert _run_command(monkeypatch, ["--no-browser"], as_root=True)[4:] == ["--allow-root", "--no-browser"]
+    assert "running as root" in capsys.readouterr().err
+    assert _run_command(monkeypatch, ["--allow-root"], as_root=True).count("--allow-root") == 1
+
+
+def test_run_help_shows_its_options_and_where_the_rest_go(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["run", "--help"])
+    assert stopped.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--solutions" in text and "Every other option goes to JupyterLab" in text
+    assert "--allow-root" in text
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc to look for leftover processes")
+def test_sigterm_to_run_stops_jupyterlab(tmp_path):
+    """A learner's `kill`, a container's stop: JupyterLab must go with `mi-course run`, not linger."""
+    port, token = lab_server.free_port(), "t" * 32
+    marker = f"--ServerApp.port={port}"
+    process = lab_server.start([sys.executable, "-m", "mi_course.cli", "run", *lab_server.lab_options(port, token)],
+                               tmp_path)
+    try:
+        lab_server.wait_until_serving(process, tmp_path, port, token)
+        assert lab_server.processes_mentioning(marker), "the server should be found while it runs"
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while lab_server.processes_mentioning(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lab_server.processes_mentioning(marker) == [], "JupyterLab outlived `mi-course run`"
+    finally:
+        lab_server.stop(process, marker)
 
 
 def test_train_hands_its_arguments_to_the_training_cli(monkeypatch):
@@ -69,8 +128,6 @@ def test_train_hands_its_arguments_to_the_training_cli(monkeypatch):
 
 
 def test_unknown_options_are_refused(capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         cli.main(["progress", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
