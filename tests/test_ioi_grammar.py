@@ -185,6 +185,22 @@ def test_gpt2_checkpoint_boots_into_a_bridge_offline(tmp_path):
     assert seconds < 10, f"loading took {seconds:.1f} s: something waits on the network"
 
 
+def test_circuit_measurements_add_up_on_a_gpt2_checkpoint(tmp_path):
+    """The card's circuit script on a tiny GPT-2 checkpoint: direct attribution parts add up to
+    the logit difference (GPT-2 has LayerNorm), scores are fractions, one entry per head."""
+    from mi_course.models.checkpoint import save_gpt2_checkpoint
+    from mi_course.train import ioi_4l_circuit
+
+    save_gpt2_checkpoint(ioi_4l.fresh_gpt2(1, **TINY), g.build_tokenizer, tmp_path / "run")
+    result = ioi_4l_circuit.measure(tmp_path / "run", n=10)
+    for label in ("held-out structures, held-out pairs", "classic training structures, held-out pairs"):
+        total, diff = result[label]["dla_total_vs_logit_diff"]
+        assert abs(total - diff) < 1e-3 and diff != 0
+        assert len(result[label]["mean_ablation_effect"]) == 1 and len(result[label]["END->IO"][0]) == 2
+    for key in ("copying", "negative_copying", "duplicate", "induction", "previous"):
+        assert all(0 <= v <= 1 for row in result[key] for v in row)
+
+
 def test_release_criteria_are_checked_per_heldout_structure():
     good = {f"{s} | {p} pairs | {k}": v for s in g.HELDOUT_STRUCTURES for p in ("heldout", "train")
             for k, v in (("acc", 0.99), ("logit diff", 5.0))}
