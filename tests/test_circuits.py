@@ -209,3 +209,69 @@ def test_phase_change_series_ends_at_the_shipped_model():
     final = score_heads(model, tokens, 25)
     assert series.induction[-1].item() == pytest.approx(final.induction.max().item(), abs=0.01)
     assert series.previous_token[-1].item() == pytest.approx(final.previous_token.max().item(), abs=0.01)
+
+
+# --- agreement with TransformerLens 4.3 itself (an independent oracle) --------------------------
+
+
+@pytest.fixture(scope="module")
+def attn_only_2l():
+    return load_model("attn-only-2l", device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["Q", "K", "V"])
+def test_composition_scores_equal_transformerlens(attn_only_2l, kind):
+    with torch.no_grad():
+        ours = circuits.all_composition_scores(attn_only_2l, kind)
+        theirs = attn_only_2l.all_composition_scores(kind)
+    assert theirs.shape == ours.shape == (2, 4, 2, 4)
+    assert (ours - theirs).abs().max().item() < 1e-5
+
+
+def test_head_dla_and_head_ablation_equal_transformerlens(attn_only_2l):
+    """Per-head direct logit attribution against `ActivationCache.stack_head_results` +
+    `logit_attrs`, and zero-ablation of each head against TransformerLens's own head patching
+    (`patching.get_act_patch_attn_head_out_all_pos` from an all-zero z cache)."""
+    from transformer_lens import ActivationCache, patching
+
+    model = attn_only_2l
+    tokens = torch.randint(3, model.cfg.d_vocab, (4, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+        per_head, labels = cache.stack_head_results(layer=-1, return_labels=True)
+        theirs = cache.logit_attrs(per_head[:, :, :-1], tokens=tokens[:, 1:])
+    stack = circuits.residual_stack(model, tokens)
+    heads = [stack.labels.index(label) for label in labels]
+    directions = circuits.correct_token_directions(model.W_U, tokens, centre=False)
+    ours = circuits.logit_attribution(stack.vectors[heads, :, :-1], directions)
+    torch.testing.assert_close(ours, theirs.detach(), atol=1e-5, rtol=0)
+
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    zeros = ActivationCache({k: torch.zeros_like(v) if k.endswith("hook_z") else v for k, v in cache.items()}, model)
+    theirs = patching.get_act_patch_attn_head_out_all_pos(
+        model, tokens, zeros, lambda logits: circuits.per_token_loss(logits, tokens).mean()
+    )
+    ablations = circuits.single_head_ablations(n_layers, n_heads)
+    ours = circuits.ablation_losses(model, tokens, ablations).mean(dim=(1, 2)).view(n_layers, n_heads)
+    torch.testing.assert_close(ours, theirs.detach(), atol=1e-5, rtol=0)
+
+
+def test_head_dla_adds_up_to_the_logit_difference_on_a_layernorm_model():
+    """On the shipped IOI model (LayerNorm before the unembedding): every head's direct logit
+    attribution plus the other parts equals logit(IO) - logit(S) at the end of each prompt."""
+    from mi_course.data import ioi
+
+    model = load_model("ioi-3l", device="cpu")
+    assert model.cfg.normalization_type == "LN"
+    prompts = ioi.ioi_prompts(40, seed=3)
+    rows, end = torch.arange(len(prompts)), prompts.positions["end"]
+    with torch.no_grad():
+        logits = model(prompts.clean)[rows, end]
+    diff = logits.gather(1, prompts.io[:, None])[:, 0] - logits.gather(1, prompts.s[:, None])[:, 0]
+    stack = circuits.residual_stack(model, prompts.clean)
+    direction = (model.W_U[:, prompts.io] - model.W_U[:, prompts.s]).T
+    parts = torch.einsum("cbm,bm->cb", stack.vectors[:, rows, end], direction)
+    bias = model.b_U[prompts.io] - model.b_U[prompts.s]
+    torch.testing.assert_close(parts.sum(0) + bias, diff, atol=1e-4, rtol=0)
+    heads = [i for i, label in enumerate(stack.labels) if label.startswith("L") and "H" in label]
+    assert len(heads) == model.cfg.n_layers * model.cfg.n_heads and parts[heads].abs().sum() > 1

@@ -8,6 +8,11 @@ TransformerLens 4 bridges have no `save_pretrained`, so a checkpoint is a direct
     snapshots.safetensors   optional: the weights at several training steps, in float16
     metrics.json         optional: the metrics the training run measured at release
 
+A GPT-2-architecture checkpoint (`save_gpt2_checkpoint`) holds a Hugging Face `GPT2Config` as
+config.json (recognised by its `model_type`) and a `GPT2LMHeadModel` state dict; it is booted with
+`TransformerBridge.boot_transformers("gpt2", hf_model=...)`, which reads nothing from the network
+when given the model and the tokenizer.
+
 TransformerLens is imported only when a model is built, since importing it takes seconds.
 """
 
@@ -70,6 +75,43 @@ def save_checkpoint(
     return directory
 
 
+def save_gpt2_checkpoint(
+    model: Any, build_tokenizer: Any, directory: str | Path, metrics: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a Hugging Face GPT-2 model's config, weights and tokenizer (and `metrics`)."""
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_diff_dict(), indent=1, sort_keys=True) + "\n")
+    if metrics is not None:
+        (directory / METRICS_FILE).write_text(json.dumps(dict(metrics), indent=1) + "\n")
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # the token embedding, stored once
+    save_file(state, directory / WEIGHTS_FILE)
+    build_tokenizer(directory / TOKENIZER_DIR)
+    return directory
+
+
+def _is_gpt2(settings: Mapping[str, Any]) -> bool:
+    return settings.get("model_type") == "gpt2"
+
+
+def _gpt2_model(settings: Mapping[str, Any], state: Mapping[str, Tensor] | None, seed: int = 0) -> Any:
+    """A `GPT2LMHeadModel` with `state` (or fresh weights seeded by `seed`), in float32."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config.from_dict(dict(settings))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    if state is not None:
+        state = {name: tensor.float() for name, tensor in state.items()}
+        if config.tie_word_embeddings:
+            state["lm_head.weight"] = state["transformer.wte.weight"]
+        model.load_state_dict(state, strict=True)
+    return model
+
+
 def _read_tensors(path: Path, prefix: str = "") -> dict[str, Tensor]:
     """Tensors of a safetensors file whose names start with `prefix`, with the prefix removed."""
     with safe_open(path, framework="pt") as handle:
@@ -87,10 +129,14 @@ def boot_from_directory(
 
     directory = Path(directory).resolve()
     settings = json.loads((directory / CONFIG_FILE).read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(directory / TOKENIZER_DIR))
+    if _is_gpt2(settings):
+        hf_model = _gpt2_model(settings, state)
+        model = TransformerBridge.boot_transformers("gpt2", hf_model=hf_model, tokenizer=tokenizer, device=device)
+        return model.eval()
     settings["dtype"] = getattr(torch, settings.get("dtype", "float32"))
     # The seeded initialisation is kept although `state` overwrites it: boot_native runs a
     # seeded init inside a forked RNG, whereas an unseeded build would consume the caller's RNG.
-    tokenizer = AutoTokenizer.from_pretrained(str(directory / TOKENIZER_DIR))
     model = TransformerBridge.boot_native(
         TransformerBridgeConfig.from_dict(settings), tokenizer=tokenizer, device=device
     )
@@ -104,6 +150,8 @@ def load_random_init(directory: str | Path, device: str | torch.device = "cpu") 
     from transformer_lens.model_bridge import TransformerBridge
 
     settings = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    if _is_gpt2(settings):
+        return boot_from_directory(directory, _gpt2_model(settings, None, seed=1234).state_dict(), device)
     settings.update(dtype=getattr(torch, settings.get("dtype", "float32")), seed=1234)
     fresh = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(settings), device="cpu")
     return boot_from_directory(directory, fresh.state_dict(), device)

@@ -1,7 +1,10 @@
-"""Reproduce the circuit evidence in `../MODEL_CARD.md`: `python make_figures.py [CHECKPOINT_DIR]`.
+"""Reproduce the circuit evidence in `ioi-3l`'s model card: `python -m mi_course.train.ioi_3l_figures
+[CHECKPOINT_DIR]`.
 
-Writes attention_roles.png, attribution_patching.png, path_patching.png and numbers.json next to
-this file. Every measurement uses the "s2" corruption (only S2 replaced by a fresh name), so a
+Writes attention_roles.png, attribution_patching.png, path_patching.png and numbers.json to
+`mi_course/weights/ioi-3l/figures/`. Direct logit attribution is the package's exact
+decomposition (`circuits.residual_stack`: final LayerNorm scale *and* weight applied), so the
+per-head numbers and the other parts add up to the logit difference. Every measurement uses the "s2" corruption (only S2 replaced by a fresh name), so a
 change measures what depends on S being *repeated*. Effects are normalised:
 (patched - clean) / (clean - corrupted) logit difference, so -1 means "as if corrupted".
 This is the analysis behind the card, not library code; Chapter 6 teaches the same methods.
@@ -22,15 +25,13 @@ from torch import Tensor
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mi_course import circuits  # noqa: E402
 from mi_course.data import ioi  # noqa: E402
-from mi_course.models.checkpoint import load_checkpoint  # noqa: E402
+from mi_course.models.checkpoint import WEIGHTS_DIR, load_checkpoint  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+CHECKPOINT = WEIGHTS_DIR / "ioi-3l"
+HERE = CHECKPOINT / "figures"
 SENDER_RECEIVERS = ((2, 3), (2, 2))  # receivers for path patching: the heads whose patching at END matters most
-
-
-def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
 
 
 def logit_diff(logits: Float[Tensor, "batch pos vocab"], p: ioi.IOIPrompts, copies: int = 1) -> Float[Tensor, "batch"]:
@@ -57,15 +58,36 @@ def attention_roles(cache, p: ioi.IOIPrompts, n_layers: int) -> dict[str, Tensor
     return {f"{q}->{k}": patterns[rows, :, :, p.positions[q], key_position(p, k)].mean(0) for q, k in pairs}
 
 
-def head_dla(model, cache, p: ioi.IOIPrompts) -> Float[Tensor, "layer head"]:
-    """Each head's direct effect on logit(IO) - logit(S) at END, through the final LayerNorm."""
+def head_dla(model, p: ioi.IOIPrompts) -> tuple[Float[Tensor, "layer head"], dict[str, float]]:
+    """Each head's direct effect on logit(IO) - logit(S) at END (mean over prompts), and the
+    other parts of the same exact decomposition (embeddings, biases), from
+    `circuits.residual_stack`."""
     rows, end = torch.arange(len(p)), p.positions["end"]
-    z = torch.stack([cache[z_name(layer)] for layer in range(model.cfg.n_layers)], 1)[rows, :, end]
-    w_o = torch.stack([block.attn.W_O for block in model.blocks])
-    out = torch.einsum("blhd,lhdm->blhm", z, w_o)
-    out = (out - out.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"][rows, end][:, None, None]
+    stack = circuits.residual_stack(model, p.clean)
     direction = (model.W_U[:, p.io] - model.W_U[:, p.s]).T
-    return torch.einsum("blhm,bm->blh", out, direction).mean(0).detach()
+    parts = torch.einsum("cbm,bm->c", stack.vectors[:, rows, end], direction) / len(p)
+    by_label = dict(zip(stack.labels, parts.tolist()))
+    heads = torch.tensor([[by_label[f"L{l}H{h}"] for h in range(model.cfg.n_heads)] for l in range(model.cfg.n_layers)])
+    others = {label: value for label, value in by_label.items() if not label.startswith("L")}
+    others["unembed bias"] = (model.b_U[p.io] - model.b_U[p.s]).mean().item()
+    return heads, others
+
+
+def head_token_effects(model, tokens, p: ioi.IOIPrompts, heads=("L2H3", "L2H2")) -> dict[str, dict[str, float]]:
+    """Direct effect of each head in `heads` at END on the raw logit of the S2 token and of
+    "them" (mean over prompts), from the same exact decomposition as `head_dla`."""
+    rows, end = torch.arange(len(p)), p.positions["end"]
+    stack = circuits.residual_stack(model, tokens)
+    s2 = tokens[rows, p.positions["S2"]]
+    them = model.W_U[:, ioi.TOKEN_ID[ioi.THEM]]
+    effects = {}
+    for head in heads:
+        out = stack.vectors[stack.labels.index(head)][rows, end]
+        effects[head] = {
+            "S2 token": round((out * model.W_U[:, s2].T).sum(-1).mean().item(), 3),
+            "them": round((out @ them).mean().item(), 3),
+        }
+    return effects
 
 
 def head_patching(model, clean_cache, corrupt_cache, p, base, corrupt, where: str | None):
@@ -88,7 +110,7 @@ def head_patching(model, clean_cache, corrupt_cache, p, base, corrupt, where: st
 
     tokens = p.clean.repeat(n_layers * n_heads, 1)
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(z_name(layer), hook) for layer in range(n_layers)])
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(circuits.z_hook_name(layer), hook) for layer in range(n_layers)])
     diff = logit_diff(logits, p, copies=n_layers * n_heads)
     return ((diff.view(n_layers, n_heads, n).mean(-1) - base) / (base - corrupt))
 
@@ -120,8 +142,8 @@ def path_patching(model, clean_cache, corrupt_cache, p, base, corrupt, receiver:
 
     tokens = p.clean.repeat(copies, 1)
     with torch.no_grad():
-        model.run_with_hooks(tokens, fwd_hooks=[(z_name(layer), freeze) for layer in range(r_layer + 1)])
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(z_name(r_layer), put)])
+        model.run_with_hooks(tokens, fwd_hooks=[(circuits.z_hook_name(layer), freeze) for layer in range(r_layer + 1)])
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(circuits.z_hook_name(r_layer), put)])
     diff = logit_diff(logits, p, copies=copies).view(r_layer, n_heads, n).mean(-1)
     return (diff - base) / (base - corrupt)
 
@@ -139,7 +161,7 @@ def grid(ax, mat: Tensor, title: str, lim: float | None = None, signed: bool = F
     plt.colorbar(im, ax=ax, fraction=0.046)
 
 
-def main(checkpoint: str | Path = HERE.parent) -> None:
+def main(checkpoint: str | Path = CHECKPOINT) -> None:
     torch.set_num_threads(1)
     model = load_checkpoint(checkpoint)
     numbers: dict = {}
@@ -152,18 +174,21 @@ def main(checkpoint: str | Path = HERE.parent) -> None:
             clean_logits, clean = model.run_with_cache(p.clean)
             corrupt_logits, corrupt = model.run_with_cache(p.corrupted)
         base, cbase = logit_diff(clean_logits, p).mean(), logit_diff(corrupt_logits, p).mean()
-        att, dla = attention_roles(clean, p, model.cfg.n_layers), head_dla(model, clean, p)
+        att, (dla, other_parts) = attention_roles(clean, p, model.cfg.n_layers), head_dla(model, p)
         entry = {
             "clean_logit_diff": round(base.item(), 3),
             "corrupted_logit_diff": round(cbase.item(), 3),
             "attention": {k: v.tolist() for k, v in att.items()},
             "attention_corrupted": {k: v.tolist() for k, v in attention_roles(corrupt, p, model.cfg.n_layers).items()},
             "dla": dla.tolist(),
+            "dla_other_parts": {k: round(v, 4) for k, v in other_parts.items()},
+            "head_token_effects": {"clean": head_token_effects(model, p.clean, p),
+                                   "corrupted": head_token_effects(model, p.corrupted, p)},
             "patching": {str(w): head_patching(model, clean, corrupt, p, base, cbase, w).tolist() for w in (None, "S2", "end")},
             "paths": {f"{r[0]}.{r[1]}": path_patching(model, clean, corrupt, p, base, cbase, r).tolist() for r in SENDER_RECEIVERS},
         }
         numbers[label] = entry
-        print(label, json.dumps({k: entry[k] for k in ("clean_logit_diff", "corrupted_logit_diff", "dla", "patching", "paths")}))
+        print(label, json.dumps({k: entry[k] for k in ("clean_logit_diff", "corrupted_logit_diff", "dla", "dla_other_parts", "head_token_effects")}))
         if label.startswith("training"):
             fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
             for ax, (key, value) in zip(axes.flat, att.items()):

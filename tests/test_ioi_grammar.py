@@ -1,0 +1,220 @@
+"""The IOI grammar (`mi_course.data.ioi_grammar`) and its training module (`mi_course.train.ioi_4l`).
+
+Fast tests: the hold-out guarantees (no held-out structure and no held-out name pair ever reaches
+a training row), the one rule every sentence obeys (IO is the only name mentioned once), aligned
+clean/corrupted prompts, and that a GPT-2 checkpoint boots into a TransformerBridge from local
+files with no network wait. `ioi-4l` is not shipped (docs/model_cards/ioi-4l-draft.md records
+why): the slow test retrains three seeds against the release criteria and is marked xfail until
+they are met.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from mi_course.data import ioi_grammar as g  # noqa: E402
+from mi_course.train import ioi_4l  # noqa: E402
+
+NAME_SET = set(g.NAMES)
+
+
+def _words(row: torch.Tensor) -> list[str]:
+    special = {g.TOKEN_ID[g.PAD], g.TOKEN_ID[g.BOS]}
+    return [g.VOCAB[t] for t in row.tolist() if t not in special]
+
+
+def _structure_regex(structure: g.Structure) -> re.Pattern:
+    """A structure as a regex over a whole row: names, places, objects, verbs as wildcards,
+    the adverbial as up to five optional words, an optional nameless opener in front."""
+    parts = []
+    for slot in structure.template.split():
+        if slot in ("A", "B", "S", "C"):
+            parts.append(r"[A-Z][a-z]+")
+        elif slot in ("P", "O", "V", "D"):
+            parts.append(r"[a-z]+")
+        elif slot == "ADV":
+            parts.append(r"(?:[a-z,]+ ){0,5}")
+        else:
+            parts.append(re.escape(slot))
+    body = " ".join(parts).replace("} ", "}")
+    return re.compile(r"^(?:[a-z ]+ \. )?" + body + r" [A-Z][a-z]+ \.$")
+
+
+def _ioi_rows(n_batches: int = 12, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n_batches):
+        batch = g.training_batch(rng, 64, ioi_4l.N_CTX, {"ioi": 1.0})
+        rows += [" ".join(_words(row)) for row in batch]
+    return rows
+
+
+def test_language_sizes_and_vocabulary():
+    assert len(set(g.VOCAB)) == len(g.VOCAB) and g.VOCAB[:3] == (g.PAD, g.BOS, g.UNK)
+    assert len(g.NAMES) >= 50 and len(g.TRAIN_STRUCTURES) >= 100 and len(g.HELDOUT_STRUCTURES) >= 4
+    # every word of every held-out structure occurs in training text too
+    training_text = set(" ".join(_ioi_rows(4)).split())
+    for _ in range(200):
+        training_text |= set(g._narrative_row(random.Random(_)))
+    heldout_words = {w for s in g.HELDOUT_STRUCTURES.values() for w in s.template.split() if w.islower() or not w.isalpha()}
+    assert heldout_words <= training_text, heldout_words - training_text
+
+
+def test_heldout_structures_are_disjoint_from_training():
+    assert all(g.is_heldout(s) for s in g.HELDOUT_STRUCTURES.values())
+    assert not any(g.is_heldout(s) for s in g.TRAIN_STRUCTURES)
+    assert not set(g.HELDOUT_STRUCTURES.values()) & set(g.TRAIN_STRUCTURES)
+    # the held-out intros never occur in any training structure
+    assert not {s.intro for s in g.TRAIN_STRUCTURES} & g.HELDOUT_INTROS
+
+
+def test_training_rows_never_use_a_heldout_structure():
+    rows = _ioi_rows()
+    heldout = [_structure_regex(s) for s in g.STRUCTURES if g.is_heldout(s)]
+    training = [_structure_regex(s) for s in g.TRAIN_STRUCTURES]
+    for row in rows:
+        assert not any(r.match(row) for r in heldout), row
+        assert any(r.match(row) for r in training), row  # the regexes do recognise structures
+
+
+def test_heldout_pairs_never_meet_in_any_training_row():
+    rng = random.Random(3)
+    for _ in range(10):
+        for row in g.training_batch(rng, 64, ioi_4l.N_CTX):
+            names = {w for w in _words(row) if w in NAME_SET}
+            assert not g.has_heldout_pair(names), names
+
+
+@pytest.mark.parametrize("pairs", ["heldout", "train"])
+def test_prompts_obey_the_rule_and_line_up(pairs):
+    p = g.ioi_prompts(60, seed=5, pairs=pairs, structures=g.STRUCTURES[::7])
+    rows = torch.arange(len(p))
+    pos = p.positions
+    assert torch.equal(p.clean[rows, pos["IO"]], p.io) and torch.equal(p.clean[rows, pos["S1"]], p.s)
+    assert torch.equal(p.clean[rows, pos["S2"]], p.s) and (pos["S2"] > pos["S1"]).all()
+    assert (p.clean[rows, pos["end"]] == g.TOKEN_ID["to"]).all()
+    for row, io in zip(p.clean, p.io.tolist()):
+        counts = Counter(t for t in row.tolist() if g.VOCAB[t] in NAME_SET)
+        assert counts[io] == 1 and all(c >= 2 for t, c in counts.items() if t != io)
+    heldout = [frozenset((g.VOCAB[a], g.VOCAB[b])) in g.heldout_pairs() for a, b in zip(p.io.tolist(), p.s.tolist())]
+    assert all(heldout) if pairs == "heldout" else not any(heldout)
+    # the corruption replaces S after the intro (S2 included) with one fresh name, nothing else
+    differs = p.clean != p.corrupted
+    assert differs[rows, pos["S2"]].all() and not differs[rows, pos["S1"]].any() and not differs[rows, pos["IO"]].any()
+    assert p.abba.any() and (~p.abba).any()
+
+
+def test_the_confounds_are_broken():
+    """S2 is not always the last name before END, nor always the final clause's subject."""
+    p = g.ioi_prompts(400, seed=6, structures=g.TRAIN_STRUCTURES)
+    last_name = []
+    for row, end in zip(p.clean, p.positions["end"].tolist()):
+        names = [i for i, t in enumerate(row[:end].tolist()) if g.VOCAB[t] in NAME_SET]
+        last_name.append(names[-1])
+    s2_last = torch.tensor(last_name) == p.positions["S2"]
+    assert 0.2 < s2_last.float().mean() < 0.8, s2_last.float().mean()
+    assert {s.x for s in g.TRAIN_STRUCTURES} == {"S", "C"}
+
+
+def test_prompts_are_seeded():
+    a, b, c = g.ioi_prompts(20, seed=1), g.ioi_prompts(20, seed=1), g.ioi_prompts(20, seed=2)
+    assert torch.equal(a.clean, b.clean) and a.texts == b.texts and not torch.equal(a.clean, c.clean)
+
+
+def test_bad_arguments_get_clear_messages():
+    with pytest.raises(ValueError, match="n must be"):
+        g.ioi_prompts(0)
+    with pytest.raises(ValueError, match="pairs must be"):
+        g.ioi_prompts(4, pairs="new")
+    with pytest.raises(ValueError, match="unknown sample kinds"):
+        g.training_batch(random.Random(0), 8, 48, {"poems": 1.0})
+    with pytest.raises(ValueError, match="too short"):
+        g.training_batch(random.Random(0), 8, 12)
+
+
+def test_tokenizer_matches_the_generator(tmp_path):
+    tokenizer = g.build_tokenizer(tmp_path / "tok")
+    p = g.ioi_prompts(8, seed=2)
+    for text, row, end in zip(p.texts, p.clean, p.positions["end"].tolist()):
+        assert tokenizer(text)["input_ids"] == row[: end + 1].tolist()
+
+
+TINY = dict(n_layer=1, n_embd=32, n_head=2, n_inner=64)
+
+
+def test_a_few_training_steps_report_every_release_metric():
+    metrics = ioi_4l.train(seed=0, steps=2, progress=False, eval_prompts=10, **TINY)
+    for label in g.HELDOUT_STRUCTURES:
+        for pairs in ("heldout", "train"):
+            assert 0 <= metrics[f"{label} | {pairs} pairs | acc"] <= 1
+    assert ioi_4l.missed_targets(metrics)  # two steps of training meet nothing
+
+
+def test_gpt2_checkpoint_boots_into_a_bridge_offline(tmp_path):
+    """A GPT-2 checkpoint loads through `boot_transformers` with the Hugging Face model's own
+    logits, and the load waits on no network (HF_HUB_OFFLINE unset, in a fresh process)."""
+    from mi_course.models.checkpoint import load_checkpoint, load_random_init, save_gpt2_checkpoint
+
+    hf = ioi_4l.fresh_gpt2(0, **TINY).eval()
+    save_gpt2_checkpoint(hf, g.build_tokenizer, tmp_path / "run")
+    model = load_checkpoint(tmp_path / "run")
+    tokens = g.ioi_prompts(4, seed=0).clean
+    with torch.no_grad():
+        assert torch.allclose(model(tokens), hf(tokens).logits, atol=1e-4)
+        assert not torch.allclose(load_random_init(tmp_path / "run")(tokens), model(tokens), atol=1e-2)
+    assert model.to_tokens(g.ioi_prompts(1, seed=0).texts[0])[0, 0].item() == g.TOKEN_ID[g.BOS]
+    script = (
+        "import time; import transformers, transformer_lens.model_bridge; "
+        "from mi_course.models.checkpoint import load_checkpoint; t = time.perf_counter(); "
+        f"load_checkpoint({str(tmp_path / 'run')!r}); print(time.perf_counter() - t)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    seconds = float(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                   check=True).stdout.split()[-1])
+    # the hub's retries alone take about 23 s; a local boot takes well under a second
+    assert seconds < 10, f"loading took {seconds:.1f} s: something waits on the network"
+
+
+def test_circuit_measurements_add_up_on_a_gpt2_checkpoint(tmp_path):
+    """The card's circuit script on a tiny GPT-2 checkpoint: direct attribution parts add up to
+    the logit difference (GPT-2 has LayerNorm), scores are fractions, one entry per head."""
+    from mi_course.models.checkpoint import save_gpt2_checkpoint
+    from mi_course.train import ioi_4l_circuit
+
+    save_gpt2_checkpoint(ioi_4l.fresh_gpt2(1, **TINY), g.build_tokenizer, tmp_path / "run")
+    result = ioi_4l_circuit.measure(tmp_path / "run", n=10)
+    for label in ("held-out structures, held-out pairs", "classic training structures, held-out pairs"):
+        total, diff = result[label]["dla_total_vs_logit_diff"]
+        assert abs(total - diff) < 1e-3 and diff != 0
+        assert len(result[label]["mean_ablation_effect"]) == 1 and len(result[label]["END->IO"][0]) == 2
+    for key in ("copying", "negative_copying", "duplicate", "induction", "previous"):
+        assert all(0 <= v <= 1 for row in result[key] for v in row)
+
+
+def test_release_criteria_are_checked_per_heldout_structure():
+    good = {f"{s} | {p} pairs | {k}": v for s in g.HELDOUT_STRUCTURES for p in ("heldout", "train")
+            for k, v in (("acc", 0.99), ("logit diff", 5.0))}
+    assert ioi_4l.missed_targets(good) == []
+    label = next(iter(g.HELDOUT_STRUCTURES))
+    bad = dict(good) | {f"{label} | heldout pairs | acc": 0.9}
+    missed = ioi_4l.missed_targets(bad)
+    assert any("accuracy 0.9" in m for m in missed) and any("below training pairs" in m for m in missed)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="ioi-4l is not released: in the search 1 of 3 seeds met the criteria "
+                   "(docs/model_cards/ioi-4l-draft.md)", strict=False)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_retraining_meets_the_release_criteria(seed, tmp_path):
+    metrics = ioi_4l.train(seed=seed, out_dir=tmp_path, progress=False)
+    assert ioi_4l.missed_targets(metrics) == [], metrics
