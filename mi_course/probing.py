@@ -334,6 +334,12 @@ def untrained_copy(model: TransformerBridge, seed: int = 0) -> TransformerBridge
     return copy.eval()
 
 
+def random_init_weights(model: TransformerBridge, seed: int = 0) -> dict[str, Tensor]:
+    """The weights (a state dict) a fresh model of `model`'s architecture starts from, with `seed`:
+    load them into a copy of the model to get the random-init control."""
+    return untrained_copy(model, seed).state_dict()
+
+
 def mean_ablate_directions(
     model: TransformerBridge,
     tokens: Int[Tensor, "batch pos"],

@@ -1,7 +1,7 @@
 """Chapter 4 exercises: linear probing (Hewitt & Liang 2019; Elazar et al. 2021; Li et al. 2023).
 
 Every case is built from `seed`, at sizes that grade in well under a second, except
-`random_init_copy`, which needs real models (the chapter's and Chapter 3's, loaded once).
+`random_init_weights`, which needs real models (the chapter's and Chapter 3's, loaded once).
 Where many answers are right (a random split, a trained probe, a fresh model, a control task,
 an erasing subspace), a validator tests the property the exercise is about, and each known
 mistake fails it with its own reason.
@@ -258,25 +258,23 @@ def _random_init_cases(seed: int = 0) -> list[Case]:
 
 def _validate_random_init(case: Case, out: object) -> str | None:
     (trained,) = case.args
-    if not isinstance(out, torch.nn.Module):
-        return "the output should be a model (a TransformerBridge)"
-    if out is trained:
-        return "the output is the trained model itself: build a new one"
-    mine, theirs = dict(out.named_parameters()), dict(trained.named_parameters())
-    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in theirs):
-        return "the output does not have the architecture of the given model (parameter names and shapes differ)"
-    fresh = dict(probing.untrained_copy(trained, seed=0).named_parameters())
-    varying = [k for k in theirs if fresh[k].ndim >= 2 and fresh[k].std() > 0]
-    if any(torch.allclose(mine[k].detach().cpu(), theirs[k].detach().cpu()) for k in varying):
+    theirs = trained.state_dict()
+    if not isinstance(out, dict) or not all(isinstance(v, Tensor) for v in out.values()):
+        return "the output should be a state dict: a dict from parameter names to tensors, like model.state_dict()"
+    if out.keys() != theirs.keys() or any(out[k].shape != theirs[k].shape for k in theirs):
+        return "the output should have exactly the names and shapes of model.state_dict()"
+    fresh = probing.untrained_copy(trained, seed=0).state_dict()
+    varying = [k for k, v in fresh.items() if v.is_floating_point() and v.ndim >= 2 and v.std() > 0]
+    if any(torch.allclose(out[k].detach().cpu().float(), theirs[k].detach().cpu().float()) for k in varying):
         return "some weight matrices still hold the trained values: re-initialise every parameter"
-    if any(mine[k].detach().std() < 1e-8 for k in varying):
+    if any(out[k].detach().float().std() < 1e-8 for k in varying):
         return "some weight matrices are constant (e.g. all zeros): a random-init control needs random weights"
     for k, init in fresh.items():
-        value = mine[k].detach().cpu().float()
-        if init.std() == 0 or init.ndim < 2:
-            wrong = not torch.allclose(value, init.detach().cpu())
+        value, init = out[k].detach().cpu(), init.detach().cpu()
+        if not init.is_floating_point() or init.ndim < 2 or init.std() == 0:
+            wrong = not torch.allclose(value.float(), init.float())
         else:
-            ratio = value.pow(2).mean().sqrt() / init.detach().cpu().pow(2).mean().sqrt()
+            ratio = value.float().pow(2).mean().sqrt() / init.pow(2).mean().sqrt()
             wrong = not 0.5 < ratio < 2
         if wrong:
             return ("the parameters are not at the scale this architecture is initialised at (LayerNorm weights "
@@ -286,39 +284,29 @@ def _validate_random_init(case: Case, out: object) -> str | None:
 
 
 def _random_init_trained_kept(model, seed=0):
-    import copy
-
-    return copy.deepcopy(model)
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def _random_init_zeros(model, seed=0):
-    copy = probing.untrained_copy(model, seed)
-    with torch.no_grad():
-        for param in copy.parameters():
-            param.zero_()
-    return copy
+    return {k: torch.zeros_like(v) for k, v in probing.random_init_weights(model, seed).items()}
 
 
 def _random_init_standard_normal(model, seed=0):
-    copy = probing.untrained_copy(model, seed)
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in copy.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator))
-    return copy
+    return {k: torch.randn(v.shape, generator=generator) for k, v in probing.random_init_weights(model, seed).items()}
 
 
 register(Exercise(
-    id="ch04.random_init_copy",
-    title="A randomly initialised copy of the model: the control a probe must beat",
-    reference=probing.untrained_copy,
+    id="ch04.random_init_weights",
+    title="The weights of a randomly initialised copy: the control a probe must beat",
+    reference=probing.random_init_weights,
     cases=_random_init_cases,
     validate=_validate_random_init,
     seed_arg="seed",
     timeout_s=30.0,
     mistakes=(
         Mistake("trained weights kept", _random_init_trained_kept,
-                "A copy of the trained model is no control: build the same architecture with fresh random "
+                "A copy of the trained weights is no control: build the same architecture with fresh random "
                 "weights (TransformerBridge.boot_native with the model's config and a new seed)."),
         Mistake("all weights zero", _random_init_zeros,
                 "Zero weights make every position's residual the same function of its token and position: "
