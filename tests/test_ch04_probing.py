@@ -133,3 +133,22 @@ def test_class_means_and_erasure():
     assert 1 < basis.shape[1] <= 16
     left = spread - (spread @ basis) @ basis.T
     assert probing.fit_probe(left, index % 2).accuracy(left, index % 2) < 0.6
+
+
+def test_plots_fit_a_notebook_column_with_titles_and_labels():
+    from mi_course.viz import probing as viz
+
+    by_depth = torch.tensor([0.1, 0.8, 0.9, 0.85])
+    figures = [
+        viz.plot_by_depth({"trained": by_depth, "control": by_depth / 2}, "t", "accuracy", bound=0.04, bound_label="chance"),
+        viz.plot_bounds({"trained": by_depth}, torch.rand(30) + 1, torch.ones(30)),
+        viz.plot_selectivity({"linear": by_depth}, {"linear": by_depth / 3}),
+        viz.plot_ablation({"cell": 0.2, "parity": 0.0}, {"random": torch.tensor([0.01, 0.02])}, "t"),
+        viz.plot_steering({"probe": [0.6, 1.0, 1.0]}, [1, 2, 3], chance=0.0),
+    ]
+    for figure in figures:
+        assert figure.get_size_inches()[0] <= 8
+        for ax in figure.axes:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+            legend = ax.get_legend()
+            assert legend is None or min(text.get_fontsize() for text in legend.get_texts()) >= 9
