@@ -73,6 +73,14 @@ def legal_moves(x: Int[Tensor, "*shape"], y: Int[Tensor, "*shape"]) -> Bool[Tens
     return torch.stack([y < SIZE - 1, y > 0, x > 0, x < SIZE - 1], dim=-1)
 
 
+def bayes_move_loss(legal: Bool[Tensor, "batch pos move"], next_move: Int[Tensor, "batch pos"]) -> Tensor:
+    """The lowest mean next-move loss any predictor can reach (nats): each move is uniform over
+    the legal ones, so the entropy at a position is ln(#legal). Averaged over the positions a
+    move follows (`next_move != IGNORE`), as the model's loss is."""
+    where = next_move != IGNORE
+    return legal[where].sum(-1).float().log().mean()
+
+
 def grid_walks(batch: int, n_moves: int = 30, seed: int | torch.Generator = 0) -> GridWalks:
     """`batch` legal random walks of `n_moves` moves from uniformly drawn start cells, with labels.
 
