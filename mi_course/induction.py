@@ -7,7 +7,8 @@ occurrence, then copies what it finds there. On `[BOS] + segment + segment` (see
 `mi_course.data.repeated_tokens`) each part leaves a mark in the attention pattern at a fixed
 offset, so a head can be scored by how much attention it puts on that offset.
 
-Sections: attention patterns; per-head detector scores; loss on the two copies.
+Sections: attention patterns; per-head detector scores; loss on the two copies; repeats planted
+at a chosen distance, to find where copying works.
 Every function works on all layers and heads at once.
 """
 
@@ -143,3 +144,56 @@ def loss_by_half(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], seg
     first = per_token[:, -(2 * seg_len - 1) : -seg_len]
     repeat = per_token[:, -(seg_len - 1) :]
     return HalfLosses(first=first.mean().item(), repeat=repeat.mean().item())
+
+
+# --- repeats at a chosen distance ---------------------------------------------------------
+
+
+def planted_repeats(
+    tokenizer, batch: int, seg_len: int, repeat_start: int, distances: list[int], seed: int = 0,
+    length: int = 60,
+) -> Int[Tensor, "distance batch pos"]:
+    """Rows of `[BOS]` + `length` distinct random content words, in which the `seg_len` words
+    `distance` positions before `repeat_start` are copied to `repeat_start`, one slice per distance.
+
+    All distances share the same random rows, so their losses differ only by where the earlier
+    copy sits. `[BOS] + segment + segment` ties the distance to the segment length; this does not.
+    """
+    from mi_course.data.repeated_tokens import content_token_ids
+
+    if repeat_start + seg_len > length + 1 or min(distances) < seg_len or repeat_start - max(distances) < 1:
+        raise ValueError(f"copies must not overlap and must fit after BOS in {length + 1} positions: "
+                         f"seg_len={seg_len}, repeat_start={repeat_start}, distances={distances}")
+    content = content_token_ids(tokenizer)
+    generator = torch.Generator().manual_seed(seed)
+    words = content[torch.rand(batch, len(content), generator=generator).argsort(dim=-1)[:, :length]]
+    rows = torch.cat([torch.full((batch, 1), tokenizer.bos_token_id), words], dim=-1)
+    rows = rows.repeat(len(distances), 1, 1)
+    source = repeat_start - torch.tensor(distances)[:, None] + torch.arange(seg_len)    # [distance, seg_len]
+    rows[:, :, repeat_start:repeat_start + seg_len] = rows.gather(-1, source[:, None, :].expand(-1, batch, -1))
+    return rows
+
+
+@torch.no_grad()
+def copy_loss_by_distance(
+    model: TransformerBridge, seg_len: int, repeat_start: int, distances: list[int], batch: int = 64, seed: int = 0,
+) -> dict[int, float]:
+    """Mean loss on words 2..seg_len of a repeat at `repeat_start`, for each distance back to the
+    earlier copy (`planted_repeats` rows, one forward pass for all distances)."""
+    rows = planted_repeats(model.tokenizer, batch, seg_len, repeat_start, distances, seed).to(model.cfg.device)
+    flat = rows.flatten(0, 1)
+    per_token = model(flat, return_type="loss", loss_per_token=True).unflatten(0, rows.shape[:2])
+    # per_token[..., j] is the loss of predicting token j + 1
+    loss = per_token[:, :, repeat_start : repeat_start + seg_len - 1].mean(dim=(1, 2))
+    return dict(zip(distances, loss.tolist()))
+
+
+@torch.no_grad()
+def previous_token_by_position(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], head: tuple[int, int]
+) -> Float[Tensor, "pos_minus_1"]:
+    """Mean attention of `head` (layer, head) from each query position to the one before it;
+    entry j is query position j + 1. Where a previous-token head stops working shows here."""
+    layer, index = head
+    patterns = attention_patterns(model, tokens)[layer, :, index]
+    return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(0)

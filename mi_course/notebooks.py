@@ -1,7 +1,9 @@
 """One source: `solutions/*.ipynb` -> the learner's `chapters/*.ipynb`.
 
 The build replaces each region between `# BEGIN SOLUTION` and `# END SOLUTION` lines with a
-stub, drops cells tagged `solution-only`, and clears outputs. An indented region (inside a
+stub, drops cells tagged `solution-only`, and clears outputs. It also gives both notebooks the
+full kernel metadata (`KERNEL_METADATA`), so tools such as `jupyter nbconvert --to script` know
+they hold Python. An indented region (inside a
 function) becomes `raise NotImplementedError(...)` naming the exercise; a top-level region
 (a value answer) becomes `name = ...` for each name it assigns.
 
@@ -23,6 +25,22 @@ BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 SOLUTION_ONLY_TAG = "solution-only"
 _CHECK_ID = re.compile(r"""check\(\s*["']([\w.]+)["']""")
 _DEF = re.compile(r"^(\s*)def\s+(\w+)\s*\(")
+
+
+KERNEL_METADATA = {
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+    "language_info": {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3",
+    },
+}
+"""What a python3 kernel writes into a notebook it ran (the version pinned to the major one, so
+the build's output does not depend on the Python that ran it)."""
 
 
 class BuildError(ValueError):
@@ -91,9 +109,16 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def with_kernel_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """`nb` (a new object) with `KERNEL_METADATA` in place of its kernelspec and language_info."""
+    nb = nbformat.from_dict(nb)
+    nb.metadata.update(nbformat.from_dict(KERNEL_METADATA))
+    return nb
+
+
 def build_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The learner's notebook for one solution notebook (a new object; the input is untouched)."""
-    chapter = nbformat.from_dict(solution)
+    chapter = with_kernel_metadata(solution)
     cells = []
     for cell in chapter.cells:
         if SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
@@ -123,9 +148,20 @@ def expected_chapters(src: Path) -> dict[str, str]:
     return result
 
 
+def solutions_lacking_metadata(src: Path) -> list[Path]:
+    """Solution notebooks whose kernel metadata is not `KERNEL_METADATA`."""
+    return [path for path in sorted(src.glob("*.ipynb"))
+            if any(nbformat.read(path, as_version=4).metadata.get(key) != value
+                   for key, value in KERNEL_METADATA.items())]
+
+
 def build(src: Path, dst: Path) -> list[Path]:
+    """Write every chapter notebook, and complete the kernel metadata of solutions that lack it."""
     dst.mkdir(parents=True, exist_ok=True)
     written = []
+    for path in solutions_lacking_metadata(src):
+        path.write_text(render(with_kernel_metadata(nbformat.read(path, as_version=4))))
+        written.append(path)
     for name, text in expected_chapters(src).items():
         (dst / name).write_text(text)
         written.append(dst / name)
@@ -145,6 +181,7 @@ def out_of_date(src: Path, dst: Path) -> list[str]:
     for path in sorted(dst.glob("*.ipynb")):
         if path.name not in expected:
             problems.append(f"{path.name}: has no source in {src}")
+    problems += [f"{path.name}: incomplete kernel metadata in {src}" for path in solutions_lacking_metadata(src)]
     return problems
 
 

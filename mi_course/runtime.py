@@ -1,4 +1,4 @@
-"""Where code runs and how: device choice, seeds, threads, quiet progress bars."""
+"""Where code runs and how: device choice, seeds, threads, quiet progress bars, figure style."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 DEVICE_ENV = "MI_COURSE_DEVICE"
 THREADS_ENV = "MI_COURSE_THREADS"
+AUDIT_ENV = "MI_COURSE_AUDIT_FIGURES"
 
 
 def get_device() -> torch.device:
@@ -48,11 +49,18 @@ def seed_everything(seed: int) -> None:
 
 
 def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> torch.device:
-    """One call at the top of every notebook: seed, set threads, quiet bars under tests."""
+    """One call at the top of every notebook: seed, set threads, the course's figure style;
+    under tests, quiet progress bars and every figure shown audited (`mi_course.viz.style`).
+    MI_COURSE_AUDIT_FIGURES=1 turns the audit on outside tests too."""
+    from mi_course.viz import style
+
     seed_everything(seed)
     torch.set_num_threads(threads or default_threads())
+    style.apply_style()
     if under_test():
         os.environ["TQDM_DISABLE"] = "1"
+    if under_test() or os.environ.get(AUDIT_ENV, "").strip() in ("1", "true"):
+        style.install_audit()
     device = get_device()
     if verbose:
         print(f"mi-course: device {device.type}, {torch.get_num_threads()} torch thread(s), seed {seed}")

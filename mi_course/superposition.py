@@ -176,6 +176,29 @@ def train_toy_models(
     return W.detach(), b.detach()
 
 
+def with_progress(
+    features: Callable[[], Float[Tensor, "batch instances features"]], total: int, desc: str
+) -> Callable[[], Float[Tensor, "batch instances features"]]:
+    """`features`, advancing a progress bar once per batch it draws, i.e. once per training step.
+
+    A training function calls `features()` once per step, so wrapping the batches shows its
+    progress without touching the training code. The bar closes after `total` batches; it stays
+    quiet when TQDM_DISABLE is set (as under tests).
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step")
+
+    def draw() -> Float[Tensor, "batch instances features"]:
+        batch = features()
+        bar.update()
+        if bar.n >= total:
+            bar.close()
+        return batch
+
+    return draw
+
+
 def toy_loss(
     W: Float[Tensor, "instances d_hidden features"],
     b: Float[Tensor, "instances features"],

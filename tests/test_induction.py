@@ -55,3 +55,50 @@ def test_wrong_shape_is_explained(bad):
 def test_segment_too_long_is_explained(patterns):
     with pytest.raises(ValueError, match="seg_len=6 does not fit"):
         induction_scores(patterns, 6)
+
+
+def test_planted_repeats_copy_the_segment_from_each_distance():
+    from mi_course.induction import planted_repeats
+    from mi_course.models import load_model
+
+    tokenizer = load_model("attn-only-2l", device="cpu").tokenizer
+    rows = planted_repeats(tokenizer, batch=3, seg_len=5, repeat_start=41, distances=[5, 20], seed=1)
+    assert rows.shape == (2, 3, 61) and (rows[:, :, 0] == tokenizer.bos_token_id).all()
+    assert torch.equal(rows[0, :, 41:46], rows[0, :, 36:41]) and torch.equal(rows[1, :, 41:46], rows[1, :, 21:26])
+    outside = torch.ones(61, dtype=torch.bool)
+    outside[41:46] = False
+    assert torch.equal(rows[0][:, outside], rows[1][:, outside]), "the distances share the same random rows"
+    assert all(len(set(row[1:41].tolist())) == 40 for row in rows[0]), "words are distinct outside the copy"
+    with pytest.raises(ValueError, match="overlap"):
+        planted_repeats(tokenizer, batch=1, seg_len=5, repeat_start=41, distances=[3])
+
+
+def test_chapter3_phase_change_claims_fail_on_reversed_snapshots():
+    """Chapter 3's phase-change cell, run on the real snapshot series and on the same series in
+    reverse order (induction disappearing during training): the claims must reject the reverse."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import nbformat
+
+    from mi_course.data.repeated_tokens import content_token_ids, repeat_mix_batch, repeated_tokens
+    from mi_course.induction_phase import PhaseChange, phase_change_series, transition_window
+    from mi_course.models import load_model
+    from mi_course.train.attn_only_2l import MIX
+
+    notebook = nbformat.read(Path(__file__).parent.parent / "solutions" / "03_induction_heads.ipynb", as_version=4)
+    cell = next(c.source for c in notebook.cells if "rise = (series.induction[-1]" in c.source)
+    tokenizer = load_model("attn-only-2l", device="cpu").tokenizer
+    rep = repeated_tokens(tokenizer, 64, 25, seed=0)
+    natural = repeat_mix_batch(64, content_token_ids(tokenizer), tokenizer.bos_token_id,
+                               torch.Generator().manual_seed(7), MIX)
+    series = phase_change_series("attn-only-2l", rep, 25, natural, device="cpu")
+    reversed_series = PhaseChange(series.steps, *(values.flip(0) for values in series[1:]))
+
+    def run(s):
+        exec(cell, {"series": s, "transition_window": transition_window,
+                    "viz": SimpleNamespace(plot_phase_change=lambda *a, **k: None)})
+
+    run(series)
+    with pytest.raises(AssertionError, match="should rise"):
+        run(reversed_series)

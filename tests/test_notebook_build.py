@@ -92,3 +92,34 @@ def test_every_chapter_has_a_solution_notebook():
     assert sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
     for path in (ROOT / "solutions").glob("*.ipynb"):
         json.loads(path.read_text())
+
+
+def test_build_writes_complete_kernel_metadata(tmp_path):
+    src, dst = tmp_path / "solutions", tmp_path / "chapters"
+    src.mkdir()
+    bare = _notebook()
+    bare.metadata = {"kernelspec": {"name": "python3"}, "language_info": {"name": "python"}}
+    nbformat.write(bare, src / "01_demo.ipynb")
+    assert notebooks.out_of_date(src, dst)[-1] == "01_demo.ipynb: incomplete kernel metadata in " + str(src)
+    notebooks.build(src, dst)
+    assert notebooks.out_of_date(src, dst) == []
+    for path in (src / "01_demo.ipynb", dst / "01_demo.ipynb"):
+        metadata = nbformat.read(path, as_version=4).metadata
+        assert metadata.language_info.file_extension == ".py"
+        assert metadata.language_info.mimetype == "text/x-python"
+        assert metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("folder", ["solutions", "chapters"])
+def test_repository_notebooks_export_as_python_scripts(folder):
+    """What `jupyter nbconvert --to script` does: the exporter picks the extension from language_info."""
+    from nbconvert import ScriptExporter
+
+    paths = sorted((ROOT / folder).glob("*.ipynb"))
+    assert paths
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata.language_info == notebooks.KERNEL_METADATA["language_info"], path.name
+        body, resources = ScriptExporter().from_notebook_node(nb)
+        assert resources["output_extension"] == ".py", path.name
+        compile(body, path.name, "exec")

@@ -65,6 +65,9 @@ TARGETS_MAX = {
 }
 # The cell's subspace must matter this many times more than as many random directions.
 MIN_CELL_OVER_RANDOM_KL = 5.0
+# Random-direction ablations are drawn this many times (seeds CONTROL_SEED, CONTROL_SEED + 1, ...),
+# so the cell ablation is compared with a range, not with one draw.
+RANDOM_DRAWS = 10
 
 
 def model_config(seed: int):
@@ -127,6 +130,11 @@ def fit_label_probes(
     return probes, accuracy, fit_acts
 
 
+def majority_rate(labels: Int[Tensor, "n"]) -> float:
+    """Share of the most frequent class: what a probe that always guesses it scores."""
+    return (labels.bincount().max() / len(labels)).item()
+
+
 def evaluate(model: TransformerBridge, n_walks: int = EVAL_WALKS) -> dict[str, float]:
     """Release metrics: output quality, probes by depth vs the random-init control, ablations.
 
@@ -143,6 +151,10 @@ def evaluate(model: TransformerBridge, n_walks: int = EVAL_WALKS) -> dict[str, f
         for label, short in PROBED.items():
             for depth, value in enumerate(accuracies[label].tolist()):
                 metrics[f"{prefix}{short}_probe_acc_depth{depth}"] = round(value, 4)
+
+    labelled = test_walks.cell != gw.IGNORE
+    for label, short in PROBED.items():
+        metrics[f"{short}_majority_rate"] = round(majority_rate(getattr(test_walks, label)[labelled]), 4)
 
     with torch.no_grad():
         clean = model(test_walks.tokens, return_type="logits")
@@ -161,6 +173,12 @@ def evaluate(model: TransformerBridge, n_walks: int = EVAL_WALKS) -> dict[str, f
         )
         metrics[f"{name}_ablation_kl"] = round(output_kl(clean, ablated, predicted), 5)
         metrics[f"{name}_ablation_illegal_prob"] = round(output_scores(ablated, test_walks)["illegal_prob"], 4)
+    random_kl = [metrics["random_ablation_kl"]]
+    for draw in range(1, RANDOM_DRAWS):
+        directions = torch.randn(cell_directions.shape, generator=torch.Generator().manual_seed(CONTROL_SEED + draw))
+        ablated = mean_ablate_directions(model, test_walks.tokens, ABLATION_DEPTH, directions, where=labelled)
+        random_kl.append(round(output_kl(clean, ablated, predicted), 5))
+    metrics["random_ablation_kl_min"], metrics["random_ablation_kl_max"] = min(random_kl), max(random_kl)
     return metrics
 
 

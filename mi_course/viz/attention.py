@@ -16,18 +16,11 @@ from jaxtyping import Float
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from mi_course.viz.figures import finish, to_numpy
+from mi_course.viz.figures import finish, panel_grid, thinned_ticks, to_numpy, wrap_title
+from mi_course.viz.style import MAX_WIDTH_IN
 
 
 # --- attention patterns ----------------------------------------------------------------------
-
-
-def _label_axes(ax: Any, labels: Sequence[str], fontsize: float) -> None:
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, labels, rotation=90, fontsize=fontsize)
-    ax.set_yticks(ticks, labels, fontsize=fontsize)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
 
 
 def plot_attention(
@@ -40,7 +33,8 @@ def plot_attention(
     """One heatmap per head, rows = queries, columns = keys, both labelled with their tokens.
 
     A previous-token head is a line just below the diagonal; an induction head on repeated
-    tokens is a line `seg_len - 1` below it, in the second copy only.
+    tokens is a line `seg_len - 1` below it, in the second copy only. The grid fits a notebook
+    column; with many tokens only every k-th is labelled, so that the labels stay readable.
     """
     patterns = to_numpy(patterns)
     if patterns.ndim == 2:
@@ -50,21 +44,25 @@ def plot_attention(
         raise ValueError(f"need a square pattern and one label per position; got {patterns.shape[1:]} "
                          f"and {len(labels)} labels")
     names = list(head_names) if head_names is not None else [f"head {h}" for h in range(n_heads)]
-    cols = min(cols, n_heads)
-    rows = math.ceil(n_heads / cols)
-    size = 2.2 + 0.12 * n_key
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
-    fontsize = max(3.0, min(9.0, 300 / n_key))
-    for index, ax in enumerate(axes.flat):
-        if index >= n_heads:
-            ax.axis("off")
-            continue
+    longest = max(len(str(label)) for label in labels)
+    # room for the first column's token labels (about 0.075 in per character) and the colour bar
+    fig, axes = panel_grid(n_heads, max_cols=cols, panel_in=4.0, extra_w=1.4 + 0.075 * longest,
+                           extra_h=0.9 + 0.075 * longest)
+    side_px = fig.get_size_inches()[1] / math.ceil(n_heads / min(cols, n_heads)) * fig.dpi * 0.7
+    n_cols = min(cols, n_heads)
+    for index, ax in enumerate(axes):
         image = ax.imshow(patterns[index], cmap="Blues", vmin=0.0, vmax=1.0)
-        _label_axes(ax, labels, fontsize)
+        thinned_ticks(ax, labels, "x", side_px, rotation=90)
+        thinned_ticks(ax, labels, "y", side_px)
+        if index % n_cols:
+            ax.tick_params(labelleft=False)
+        if index < n_heads - n_cols:
+            ax.tick_params(labelbottom=False)
         ax.set_title(names[index])
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="attention")
-    if title:
-        fig.suptitle(title)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="attention")
+    fig.supxlabel("key (attended to)")
+    fig.supylabel("query (attending)")
+    fig.suptitle(title or "attention patterns")
     plt.close(fig)
     return fig
 
@@ -134,7 +132,7 @@ def plot_head_scores(
     ablation damage. `centre` uses a diverging colour map around 0 (for signed values)."""
     values = to_numpy(scores)
     n_layers, n_heads = values.shape
-    fig, ax = plt.subplots(figsize=(1.1 * n_heads + 2.0, 0.8 * n_layers + 1.4))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, 1.1 * n_heads + 2.4), 0.8 * n_layers + 1.6))
     if centre:
         limit = float(np.abs(values).max()) or 1.0
         image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit)
@@ -145,7 +143,9 @@ def plot_head_scores(
                 bbox={"facecolor": "white", "alpha": 0.6, "linewidth": 0, "pad": 1})
     ax.set_xticks(range(n_heads), [f"H{h}" for h in range(n_heads)])
     ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)])
-    ax.set_title(title)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(wrap_title(title, 1.1 * n_heads + 1.0))
     fig.colorbar(image, ax=ax, label=label)
     return finish(fig)
 
@@ -180,32 +180,34 @@ def plot_phase_change(
 
     `window` shades the interval between two snapshots where the transition happens.
     """
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7.5, 5.5))
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8.0, 5.5))
     for ax, series, ylabel in ((top, scores, "score"), (bottom, losses, "loss (nats) / ICL score")):
         for name, values in series.items():
             ax.plot(steps, to_numpy(values), marker="o", label=name)
         if window is not None:
             ax.axvspan(*window, color="orange", alpha=0.2, label="transition window" if ax is top else None)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     bottom.axhline(0.0, color="grey", linewidth=0.5)
     bottom.set_xscale("symlog", linthresh=max(1, min(s for s in steps if s > 0)))
     bottom.set_xlim(min(steps), max(steps) * 1.1)
     bottom.set_xlabel("training step")
-    top.set_title("across training snapshots")
+    top.set_title("head scores across training snapshots")
+    bottom.set_title("losses and in-context-learning score")
     return finish(fig)
 
 
 def plot_attribution(labels: Sequence[str], series: Mapping[str, Float[Tensor, "component"]], title: str) -> Figure:
     """Grouped bars, one group per component (embeddings, each head, biases), one bar per series,
     e.g. the mean direct logit attribution on the first and on the repeated copy."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(labels) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(6.0, 0.55 * len(labels) + 2)), 3.8))
     width = 0.8 / max(1, len(series))
     positions = np.arange(len(labels))
     for index, (name, values) in enumerate(series.items()):
         ax.bar(positions + (index - (len(series) - 1) / 2) * width, to_numpy(values), width, label=name)
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_xticks(positions, labels, rotation=60, ha="right")
+    ax.set_xlabel("component of the residual stream")
     ax.set_ylabel("contribution to the logit")
     ax.set_title(title)
     ax.legend()
@@ -223,9 +225,8 @@ def plot_circuit(
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit)
     if labels is not None:
-        ticks = np.arange(0, len(labels), max(1, len(labels) // 12))
-        ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90)
-        ax.set_yticks(ticks, [labels[i] for i in ticks])
+        thinned_ticks(ax, labels, "x", 300, rotation=90)   # the heatmap is about 300 px square
+        thinned_ticks(ax, labels, "y", 300)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

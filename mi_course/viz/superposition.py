@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from mi_course.superposition import PHASES, STICKY_FRACTIONS
-from mi_course.viz.figures import finish, to_numpy
+from mi_course.viz.figures import finish, panel_grid, to_numpy, wrap_title
 
 PHASE_COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452")
 
@@ -29,14 +29,17 @@ def plot_gram_heatmaps(W: Float[Tensor, "panels d_hidden features"], titles: Seq
     much features interfere (blue/red: overlapping or opposed directions)."""
     grams = np.einsum("kmi,kmj->kij", to_numpy(W), to_numpy(W))
     limit = max(1.0, float(np.abs(grams).max()))
-    fig, axes = plt.subplots(1, len(grams), figsize=(2.4 * len(grams) + 0.8, 2.6), squeeze=False)
-    axes = axes[0]
+    fig, axes = panel_grid(len(grams), panel_in=1.9, extra_w=0.9, extra_h=1.0)
+    ticks = np.arange(grams.shape[-1])
     for ax, gram, title in zip(axes, grams, titles):
         image = ax.imshow(gram, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(image, ax=axes[-1], fraction=0.046, pad=0.04)
+        ax.set_title(wrap_title(title, 1.9), fontsize=10)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label=r"$W_i \cdot W_j$")
+    fig.suptitle(r"$W^\top W$: features kept (diagonal) and sharing directions (off-diagonal)")
+    fig.supxlabel("feature j")
+    fig.supylabel("feature i")
     return finish(fig)
 
 
@@ -45,8 +48,7 @@ def plot_feature_arrows(W: Float[Tensor, "panels 2 features"], titles: Sequence[
     W = to_numpy(W)
     if W.shape[1] != 2:
         raise ValueError(f"feature arrows need a 2-D hidden space, got d_hidden = {W.shape[1]}")
-    fig, axes = plt.subplots(1, len(W), figsize=(2.4 * len(W) + 1.2, 2.7), squeeze=False)
-    axes = axes[0]
+    fig, axes = panel_grid(len(W), panel_in=1.9, extra_w=1.1, extra_h=1.0)
     colours = [f"C{i % 10}" for i in range(W.shape[2])]
     limit = max(1.2, 1.1 * float(np.linalg.norm(W, axis=1).max()))
     for ax, w, title in zip(axes, W, titles):
@@ -59,10 +61,13 @@ def plot_feature_arrows(W: Float[Tensor, "panels 2 features"], titles: Sequence[
         ax.set_aspect("equal")
         ax.axhline(0, color="0.85", lw=0.6, zorder=0)
         ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(wrap_title(title, 1.9), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")
+    fig.suptitle("each feature's direction $W_i$ in the 2-D hidden space")
+    fig.supxlabel("hidden dimension 1")
+    fig.supylabel("hidden dimension 2")
     return finish(fig)
 
 
@@ -80,7 +85,8 @@ def plot_orthogonal_counts(
     ax.set_yscale("log")
     ax.set_xlabel("dimension $d$")
     ax.set_ylabel(f"unit vectors with pairwise |dot| ≤ {eps:g}")
-    ax.legend(fontsize=8)
+    ax.set_title(f"how many nearly orthogonal directions fit in $d$ dimensions (ε = {eps:g})")
+    ax.legend()
     return finish(fig)
 
 
@@ -92,7 +98,7 @@ def plot_phase_diagram(
     """Which of `PHASES` each (density, importance) cell trained into, for n = 2, m = 1."""
     phase = to_numpy(phase).astype(int)
     density, importance = to_numpy(density), to_numpy(relative_importance)
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     cmap = ListedColormap(PHASE_COLOURS)
     ax.pcolormesh(_edges(density), _edges(importance), phase, cmap=cmap, vmin=-0.5, vmax=2.5)
     ax.set_xscale("log")
@@ -100,8 +106,9 @@ def plot_phase_diagram(
     ax.invert_xaxis()
     ax.set_xlabel("feature density $1 - S$ (sparser to the right)")
     ax.set_ylabel("importance of feature 2 / feature 1")
+    ax.set_title("phase of the trained model: 2 features in 1 dimension")
     handles = [Patch(color=c, label=name) for c, name in zip(PHASE_COLOURS, PHASES)]
-    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     return finish(fig)
 
 
@@ -114,10 +121,13 @@ def plot_feature_dimensionality(
     """D_i of every represented feature against 1 / (1 - S), with the fractions where features
     stick drawn as horizontal lines."""
     x, D, keep = to_numpy(inverse_density), to_numpy(dimensionality), to_numpy(represented).astype(bool)
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    for f in fractions:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    top = 1.08
+    label_at = _spread(np.asarray(fractions, dtype=float) / top, gap=0.055)
+    for f, y in zip(fractions, label_at):
         ax.axhline(f, color="0.8", lw=0.8, zorder=0)
-        ax.text(x.max() * 1.08, f, _fraction_label(f), va="center", fontsize=8, color="0.4")
+        ax.text(1.03, y, _fraction_label(f), transform=ax.transAxes, va="center", color="0.35")
+        ax.plot([1.0, 1.025], [f / top, y], transform=ax.transAxes, color="0.7", lw=0.6, clip_on=False)
     xs = np.broadcast_to(x[:, None], D.shape)[keep]
     ax.scatter(xs, D[keep], s=10, alpha=0.6)
     ax.plot(x, (D * keep).sum(-1) / np.maximum(keep.sum(-1), 1), color="C1", lw=1,
@@ -125,8 +135,9 @@ def plot_feature_dimensionality(
     ax.set_xscale("log")
     ax.set_xlabel("1 / (1 - S)")
     ax.set_ylabel("feature dimensionality $D_i$")
-    ax.set_ylim(0, 1.08)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, top)
+    ax.set_title("feature dimensionality: 20 features in 5 dimensions")
+    ax.legend(loc="upper right")
     return finish(fig)
 
 
@@ -135,6 +146,22 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     logs = np.log(centres)
     mids = (logs[1:] + logs[:-1]) / 2
     return np.exp(np.concatenate([[2 * logs[0] - mids[0]], mids, [2 * logs[-1] - mids[-1]]]))
+
+
+def _spread(positions: np.ndarray, gap: float) -> np.ndarray:
+    """`positions` moved apart, as little as possible, until neighbours are at least `gap` apart
+    (order kept): label positions that do not overlap."""
+    order = np.argsort(positions)
+    placed = positions[order].copy()
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + gap)
+    shift = max(0.0, placed[-1] - 1.0)
+    placed = placed - shift if shift else placed
+    for i in range(len(placed) - 2, -1, -1):
+        placed[i] = min(placed[i], placed[i + 1] - gap)
+    out = np.empty_like(placed)
+    out[order] = placed
+    return out
 
 
 def _fraction_label(f: float) -> str:
