@@ -191,10 +191,10 @@ def test_value_answers():
     assert wrong.mistake is ANSWER.mistakes[1] and ANSWER.mistakes[1].hint in wrong.message
     unknown = grade(ANSWER, 7)
     assert not unknown.passed and unknown.mistake is None and unknown.use == 2
-    assert "should be a number" in grade(ANSWER, "two").message
+    assert "Your answer should be a whole number" in grade(ANSWER, "two").message
 
 
-def test_validated_exercise_recognises_mistakes_by_reason():
+def test_validated_exercise_recognises_mistakes_by_output():
     assert grade(UNIT, UNIT.reference).passed
     for mistake in UNIT.mistakes:
         result = grade(UNIT, mistake.wrong)

@@ -25,10 +25,15 @@ def _cosine_cases(seed: int = 0) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     scaled = torch.randn(6, 4, generator=g) * torch.tensor([[0.5], [3.0], [1.0], [2.0], [0.2], [1.5]])
     scaled[5] = -2.0 * scaled[0] + 0.05 * torch.randn(4, generator=g)  # most aligned pair is opposed
+    parallel = torch.randn(4, 3, generator=g)
+    parallel[2] = -3.0 * parallel[0]
     return [
         Case(args=(scaled,), label="6 vectors in R^4, mixed lengths, the closest pair opposed"),
         Case(args=(torch.randn(9, 30, generator=g, dtype=torch.float64),), label="9 vectors in R^30, float64"),
         Case(args=(torch.tensor([[1.0, 0.0], [0.0, 2.0]]),), label="2 orthogonal vectors (edge)"),
+        Case(args=(parallel,), label="two distinct rows exactly parallel, |cos| = 1 (edge)"),
+        Case(args=(torch.tensor([[1.0, 0.0, 0.0], [0.02, 1.0, 0.0], [-0.021, 0.0, 1.0]]),),
+             label="two small cosines of opposite sign, close in size (edge)"),
     ]
 
 
@@ -64,10 +69,14 @@ register(Exercise(
 
 
 def _orthogonal_cases(seed: int = 0) -> list[Case]:
+    """Sizes where a greedy search keeps well over 2d vectors, so no orthonormal basis passes."""
     return [
-        Case(args=(10, 0.2, 1000, torch.Generator().manual_seed(1 + seed)), label="d=10, eps=0.2, 1000 candidates"),
-        Case(args=(2, 0.1, 300, torch.Generator().manual_seed(2 + seed)), label="d=2, eps=0.1 (the answer is 2)"),
-        Case(args=(40, 0.3, 800, torch.Generator().manual_seed(3 + seed)), label="d=40, eps=0.3, 800 candidates"),
+        Case(args=(10, 0.5, 1000), kwargs={"generator": torch.Generator().manual_seed(1 + seed)},
+             label="d=10, eps=0.5, 1000 candidates"),
+        Case(args=(2, 0.1, 300), kwargs={"generator": torch.Generator().manual_seed(2 + seed)},
+             label="d=2, eps=0.1 (the answer is 2)"),
+        Case(args=(40, 0.35, 1000), kwargs={"generator": torch.Generator().manual_seed(3 + seed)},
+             label="d=40, eps=0.35, 1000 candidates"),
     ]
 
 
@@ -77,7 +86,7 @@ ORTHOGONAL_SHARE = 0.5
 
 def _validate_orthogonal(case: Case, out: object) -> str | None:
     """Unit length, pairwise |dot| <= eps, and enough vectors. Reasons name the property only."""
-    d, eps, n_candidates, generator = case.args
+    d, eps, n_candidates = case.args
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[1] != d:
         return f"return a tensor of shape (k, d) = (k, {d}): one unit vector per row"
     if not out.is_floating_point():
@@ -91,7 +100,10 @@ def _validate_orthogonal(case: Case, out: object) -> str | None:
         return "two of the vectors have a dot product above eps"
     if (dots < -eps - 1e-5).any():
         return "two of the vectors have a dot product below -eps"
-    found = len(ref.nearly_orthogonal_vectors(d, eps, n_candidates, copy.deepcopy(generator)))
+    found = len(ref.nearly_orthogonal_vectors(d, eps, n_candidates, copy.deepcopy(case.kwargs["generator"])))
+    if len(out) <= d < found:
+        return (f"the set has only {len(out)} vectors, no more than an orthonormal basis of R^{d}: "
+                "random candidates kept greedily give far more than d")
     if len(out) < math.ceil(ORTHOGONAL_SHARE * found):
         return ("the set is too small: a greedy search over the same number of candidates keeps at least "
                 "twice as many")
@@ -134,6 +146,7 @@ register(Exercise(
     reference=ref.nearly_orthogonal_vectors,
     cases=_orthogonal_cases,
     validate=_validate_orthogonal,
+    seed_arg="generator",
     mistakes=(
         Mistake("candidates not normalised", _orthogonal_unnormalised,
                 "Random Gaussian vectors are not unit vectors: divide each candidate by its norm "
@@ -228,20 +241,47 @@ register(Exercise(
 
 def _feature_cases(seed: int = 0) -> list[Case]:
     return [
-        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6, torch.Generator().manual_seed(5 + seed)),
+        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6), kwargs={"generator": torch.Generator().manual_seed(5 + seed)},
              label="3 instances with sparsity 0, 0.5, 0.9"),
-        Case(args=(3000, torch.tensor([0.3]), 1, torch.Generator().manual_seed(6 + seed)), label="one feature, one instance"),
+        Case(args=(3000, torch.tensor([0.3]), 1), kwargs={"generator": torch.Generator().manual_seed(6 + seed)},
+             label="one feature, one instance"),
     ]
 
 
+SIGMAS = 6.0
+"""Statistical checks allow this many standard errors (the KS bound below: p ~ 1e-6), so a right
+answer fails less than once in 10^5 gradings."""
+
+
 def _density_ok(observed: Tensor, expected: Tensor, n: int) -> Tensor:
-    """Within 5 binomial standard errors (plus a little slack)."""
-    return (observed - expected).abs() <= 5 * (expected * (1 - expected) / n).sqrt() + 2e-3
+    """Within SIGMAS binomial standard errors (plus a little slack)."""
+    return (observed - expected).abs() <= SIGMAS * (expected * (1 - expected) / n).sqrt() + 2e-3
+
+
+def _max_correlation(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Largest |correlation| between two different features, and the samples it rests on.
+
+    x, weight: (batch, instances, features); a pair of features is correlated over the samples
+    where both weights are 1. Pairs with fewer than 400 such samples, or no spread, are skipped.
+    """
+    xw = x * weight
+    n = torch.einsum("bif,big->ifg", weight, weight)
+    sx = torch.einsum("bif,big->ifg", xw, weight)
+    sxx = torch.einsum("bif,big->ifg", xw * x, weight)
+    sxy = torch.einsum("bif,big->ifg", xw, xw)
+    cov = n * sxy - sx * sx.transpose(-1, -2)
+    var = n * sxx - sx**2
+    corr = cov / (var * var.transpose(-1, -2)).sqrt()
+    off_diagonal = ~torch.eye(x.shape[-1], dtype=torch.bool)
+    usable = (n >= 400) & off_diagonal & (var > 1e-9 * n**2) & (var.transpose(-1, -2) > 1e-9 * n**2)
+    corr = torch.where(usable, corr.abs(), torch.zeros(()))
+    return corr.max(), n[usable].min() if usable.any() else n.new_ones(())
 
 
 def _validate_features(case: Case, out: object) -> str | None:
-    """Shape, range, per-instance density and uniform values. Reasons name the property only."""
-    batch, sparsity, n_features, _ = case.args
+    """Shape, range, per-feature density, independent presence and values, uniform values.
+    Reasons name the property only."""
+    batch, sparsity, n_features = case.args
     expected_shape = (batch, len(sparsity), n_features)
     if not isinstance(out, Tensor) or tuple(out.shape) != expected_shape:
         return f"return a tensor of shape (batch, instances, features) = {expected_shape}"
@@ -251,18 +291,29 @@ def _validate_features(case: Case, out: object) -> str | None:
         return "some values are negative; present features take values in [0, 1]"
     if (out > 1).any():
         return "some values exceed 1; present features take values in [0, 1]"
-    n = batch * n_features
-    density = (out != 0).double().mean(dim=(0, 2)).cpu()
-    s = sparsity.double()
-    if not _density_ok(density, 1 - s, n).all():
-        if _density_ok(density, s, n).all():
+    out = out.detach().cpu().double()
+    present = (out != 0).double()
+    density = present.mean(dim=0)
+    s = sparsity.double()[:, None]
+    if not _density_ok(density, 1 - s, batch).all():
+        if _density_ok(density, s, batch).all():
             return "features are present with probability S; they should be present with probability 1 - S"
-        return "the share of present (nonzero) features does not match 1 - S for every instance"
-    values = out[out != 0].double()
+        return "the share of present (nonzero) features does not match 1 - S for every instance and feature"
+    corr, n = _max_correlation(present, torch.ones_like(present))
+    if corr > SIGMAS / n.sqrt():
+        return "features switch on and off together: each should be present independently of the others"
+    values = out[out != 0]
     if values.numel() > 1 and values.std() < 1e-6:
         return "every present feature has the same value; values should be uniform in [0, 1]"
-    if values.numel() > 100 and (abs(values.mean() - 0.5) > 0.05 or abs(values.std() - 12**-0.5) > 0.05):
-        return "the present values are not uniform in [0, 1]"
+    corr, n = _max_correlation(out, present)
+    if corr > SIGMAS / n.sqrt():
+        return "the values of features present together are correlated: draw each feature's value independently"
+    for instance in range(out.shape[1]):
+        x = out[:, instance][out[:, instance] != 0].sort().values
+        if len(x) >= 100:
+            ecdf = torch.arange(1, len(x) + 1, dtype=x.dtype) / len(x)
+            if (ecdf - x).abs().max() > 2.7 / len(x) ** 0.5:  # Kolmogorov-Smirnov at p ~ 1e-6
+                return "the present values are not uniform in [0, 1]"
     return None
 
 
@@ -289,6 +340,7 @@ register(Exercise(
     reference=sparse_features,
     cases=_feature_cases,
     validate=_validate_features,
+    seed_arg="generator",
     mistakes=(
         Mistake("sparsity and density swapped", _features_swapped,
                 "Sparsity S is the probability that a feature is *absent*: keep it where rand >= S "
@@ -391,8 +443,8 @@ def _training_cases(seed: int = 0) -> list[Case]:
     importance = 0.8 ** torch.arange(5.0) * torch.tensor([[1.0], [2.0], [0.5]])
     sparsity = torch.tensor([0.0, 0.7, 0.9])
     features = partial(sparse_features, 64, sparsity, 5, generator=torch.Generator().manual_seed(10 + seed))
-    return [Case(args=(W, b, importance, features, 40), kwargs={"lr": 0.01},
-                 label="3 instances, 5 features in 2 dims, 40 steps of batch 64")]
+    return [Case(args=(W, b, importance, features, 40), kwargs={"lr": 0.03},
+                 label="3 instances, 5 features in 2 dims, 40 steps of batch 64, lr = 0.03")]
 
 
 def _train_no_zero_grad(W, b, importance, features, steps, lr=1e-2):
@@ -445,9 +497,14 @@ register(Exercise(
 def _phase_cases(seed: int = 0) -> list[Case]:
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0], [-0.9, 0.8], [0.1, -0.9],
                       [0.2, 0.1], [-0.8, 0.0], [0.6, 0.7], [0.05, -0.6]])
+    at_threshold = torch.tensor([[0.25, 0.3], [-0.3, -0.25], [0.3, -0.26], [0.1, 0.26], [-0.25, 0.4], [0.2, 0.1]])
+    g = torch.Generator().manual_seed(12 + seed)
     return [
         Case(args=(W[:, None, :],), label="nine hand-made models covering every phase and sign"),
         Case(args=(W[:1, None, :].double(),), kwargs={"threshold": 0.5}, label="one model, float64 (edge)"),
+        Case(args=(at_threshold[:, None, :],), kwargs={"threshold": 0.25},
+             label="threshold 0.25, weights exactly at it are not represented (edge)"),
+        Case(args=(torch.randn(20, 1, 2, generator=g),), kwargs={"threshold": 0.8}, label="20 random models, threshold 0.8"),
     ]
 
 

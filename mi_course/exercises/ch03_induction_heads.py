@@ -48,6 +48,11 @@ def _patterns(generator: torch.Generator, layers: int, batch: int, heads: int, p
 # --- 2. repeated random tokens -------------------------------------------------------------------
 
 
+def _repeated_tokens(tokenizer: PreTrainedTokenizerBase, batch: int, seg_len: int, seed: int = 0) -> Tensor:
+    """The exercise's signature: the chapter always prepends BOS."""
+    return repeated_tokens(tokenizer, batch, seg_len, seed)
+
+
 def _repeated_cases(seed: int = 0) -> list[Case]:
     small, large = _tokenizer(10), _tokenizer(40)
     return [
@@ -82,6 +87,9 @@ def _validate_repeated(case: Case, out: object) -> str | None:
         return "a segment repeats a token"
     if batch > 1 and (first == first[:1]).all():
         return "every row holds the same segment"
+    steps = first.diff(dim=-1)
+    if seg_len >= 6 and ((steps > 0).all() or (steps < 0).all()):  # by chance: at most 2 / 720 per row
+        return "every segment is sorted: the order of the tokens should be random too"
     return None
 
 
@@ -113,9 +121,10 @@ def _repeated_fresh_second(tokenizer, batch, seg_len, seed=0):
 register(Exercise(
     id="ch03.repeated_tokens",
     title="Repeated random tokens: [BOS] + segment + segment",
-    reference=repeated_tokens,
+    reference=_repeated_tokens,
     cases=_repeated_cases,
     validate=_validate_repeated,
+    seed_arg="seed",
     mistakes=(
         Mistake("no BOS", _repeated_no_bos,
                 "Start every row with tokenizer.bos_token_id: the model was trained on rows that begin "
@@ -451,7 +460,9 @@ def _copying_cases(seed: int = 0) -> list[Case]:
     shifted = torch.randn(1, 4, 5, 5, generator=g) * 0.1 + torch.eye(5).roll(1, dims=-1) * 3 - 0.5
     return [Case(args=(mixed,), label="2 x 3 circuits of 8 tokens, diagonals of varying strength"),
             Case(args=(shifted,), label="circuits that map each token to the next one"),
-            Case(args=(torch.eye(4),), label="the identity, one matrix with no head axes (edge)")]
+            Case(args=(torch.eye(4),), label="the identity, one matrix with no head axes (edge)"),
+            Case(args=(torch.tensor([[1.0e-3, 1.1e-3, 0.0], [0.0, 2.0e-3, 1.9e-3], [5.0e-4, 0.0, 4.0e-4]]),),
+                 label="small entries, each diagonal close to its row's largest (edge)")]
 
 
 def _copying_wrong_axis(circuit):

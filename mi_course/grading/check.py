@@ -13,13 +13,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from mi_course.grading import sandbox
+from mi_course.grading import sandbox, seeding
 from mi_course.grading.compare import compare, describe, max_abs_error
 from mi_course.grading.exercise import Case, Exercise, Mistake, get_exercise
 from mi_course.grading.progress import record
 
 STRICT_ENV = "MI_COURSE_STRICT"
-_expected_cache: dict[str, list[Any]] = {}
+_expected_cache: dict[tuple[str, Any], list[Any]] = {}
 
 
 @dataclass
@@ -80,8 +80,10 @@ def _failed(ex: Exercise, lines: list[str], mistake: Optional[Mistake]) -> Check
 
 def _judge(ex: Exercise, case: Optional[Case], expected: Any, got: Any) -> Optional[str]:
     """None when `got` is acceptable, else the reason; uses `validate` when the exercise has one."""
+    computed = ex.kind == "function"
+    where = "the output" if computed else "your answer"
     if ex.validate is None:
-        return compare(expected, got, ex.rtol, ex.atol, ex.check_dtype)
+        return compare(expected, got, ex.rtol, ex.atol, ex.check_dtype, where, computed)
     if got is None:
         return "the output is None: did you forget to `return` it?"
     try:
@@ -92,13 +94,17 @@ def _judge(ex: Exercise, case: Optional[Case], expected: Any, got: Any) -> Optio
 
 def _expected(ex: Exercise) -> list[Any]:
     """Reference outputs per case, computed once per session (cases are deterministic)."""
-    if ex.id not in _expected_cache:
-        _expected_cache[ex.id] = [ex.reference(*c.args, **c.kwargs) for c in ex.cases()]
-    return _expected_cache[ex.id]
+    key = (ex.id, ex.cases)
+    if key not in _expected_cache:
+        _expected_cache[key] = [ex.reference(*c.args, **c.kwargs) for c in ex.cases()]
+    return _expected_cache[key]
 
 
-def _match_mistake(ex: Exercise, case: Case, expected: Any, got: Any, reason: str) -> Optional[Mistake]:
-    """The known mistake whose output on this case matches the learner's, if any."""
+def _match_mistake(ex: Exercise, case: Case, got: Any) -> Optional[Mistake]:
+    """The known mistake whose output on this case agrees with the learner's, if any.
+
+    Outputs are compared, never failure reasons: another bug that fails the same way gets no
+    hint meant for a different one."""
     for mistake in ex.mistakes:
         if ex.kind == "value":
             wrong = mistake.wrong
@@ -108,10 +114,7 @@ def _match_mistake(ex: Exercise, case: Case, expected: Any, got: Any, reason: st
                                           watch_inputs=False)
             if failure is not None:
                 continue
-        if ex.validate is not None:
-            if _judge(ex, case, expected, wrong) == reason:
-                return mistake
-        elif compare(wrong, got, ex.rtol, ex.atol, ex.check_dtype) is None:
+        if compare(wrong, got, ex.rtol, ex.atol, ex.check_dtype) is None:
             return mistake
     return None
 
@@ -138,6 +141,10 @@ def _grade_function(ex: Exercise, fn: Any) -> CheckResult:
             return _failed(ex, [f"{where}: your function {failure.message}.",
                                 f"  Inputs: {_describe_inputs(pristine)}"], None)
         reason = _judge(ex, pristine, expected, got)
+        if reason is None and ex.seed_arg is not None:
+            reason = seeding.seed_failure(ex, fn, pristine, expected)
+            if reason is not None:  # each output is acceptable; together they show a misused seed
+                return _failed(ex, [f"{where}: {reason}.", f"  Inputs: {_describe_inputs(pristine)}"], None)
         if reason is None:
             continue
         lines = [f"{where}: {reason}.", f"  Inputs:   {_describe_inputs(pristine)}"]
@@ -146,7 +153,7 @@ def _grade_function(ex: Exercise, fn: Any) -> CheckResult:
             err = max_abs_error(expected, got)
             if err is not None:
                 lines.append(f"  Max abs error: {err:.3g} (tolerance rtol={ex.rtol:g}, atol={ex.atol:g})")
-        return _failed(ex, lines, _match_mistake(ex, pristine, expected, got, reason))
+        return _failed(ex, lines, _match_mistake(ex, pristine, got))
     msg = f"[v] {_header(ex)}: passed all {len(cases)} cases."
     return CheckResult(ex.id, "passed", msg, fn)
 
@@ -157,5 +164,5 @@ def _grade_value(ex: Exercise, answer: Any) -> CheckResult:
     reason = _judge(ex, None, ex.reference, answer)
     if reason is None:
         return CheckResult(ex.id, "passed", f"[v] {_header(ex)}: correct.", answer)
-    mistake = _match_mistake(ex, Case(), ex.reference, answer, reason)
-    return _failed(ex, [f"  Your answer: {reason}."], mistake)
+    mistake = _match_mistake(ex, Case(), answer)
+    return _failed(ex, [f"  {reason[:1].upper()}{reason[1:]}."], mistake)

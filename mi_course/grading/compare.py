@@ -6,7 +6,10 @@ wrong kind of object, device, shape, dtype, NaN/inf, and only then the values.
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
+from decimal import Decimal
 from typing import Any, Optional
 
 import numpy as np
@@ -14,7 +17,12 @@ import torch
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    """Any real number a learner may type or compute: int, float, Fraction, Decimal, numpy scalars."""
+    return isinstance(x, (numbers.Real, Decimal)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
 
 
 def _as_tensor(x: Any) -> Optional[torch.Tensor]:
@@ -23,13 +31,20 @@ def _as_tensor(x: Any) -> Optional[torch.Tensor]:
         return x
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x)
-    if _is_number(x) or isinstance(x, bool):
-        return torch.tensor(x)
+    if isinstance(x, (bool, np.bool_)):
+        return torch.tensor(bool(x))
+    if _is_number(x):
+        return torch.tensor(int(x) if _is_count(x) else float(x))
     return None
 
 
 def describe(x: Any, max_values: int = 4) -> str:
     """A short description: type, shape, dtype and the first few values."""
+    if isinstance(x, torch.Generator):
+        return f"a torch.Generator (seed {x.initial_seed()})"
+    if isinstance(x, functools.partial):
+        inner = [describe(a, 2) for a in x.args] + [f"{k}={describe(v, 2)}" for k, v in x.keywords.items()]
+        return f"{getattr(x.func, '__name__', 'a function')}({', '.join(inner)})"
     if isinstance(x, torch.Tensor):
         flat = x.detach().flatten()
         if x.device.type == "meta":
@@ -58,18 +73,24 @@ def max_abs_error(expected: Any, got: Any) -> Optional[float]:
     return (e.double() - g.double()).abs().max().item()
 
 
-def compare(expected: Any, got: Any, rtol: float, atol: float,
-            check_dtype: bool = True, where: str = "the output") -> Optional[str]:
-    """None when `got` matches `expected`; else one line saying what differs."""
+def compare(expected: Any, got: Any, rtol: float, atol: float, check_dtype: bool = True,
+            where: str = "the output", computed: bool = True) -> Optional[str]:
+    """None when `got` matches `expected`; else one line saying what differs.
+
+    `computed=False` is for a value the learner typed in: its messages say what was expected
+    instead of pointing at code ("did you forget to return", "a division by zero").
+    """
     if got is None and expected is not None:
-        return f"{where} is None: did you forget to `return` it?"
+        if computed:
+            return f"{where} is None: did you forget to `return` it?"
+        return f"{where} is None; expected {_kind(expected)}"
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)):
             return f"{where} should be a {type(expected).__name__} of {len(expected)}, got {describe(got)}"
         if len(got) != len(expected):
             return f"{where} has {len(got)} elements, expected {len(expected)}"
         for i, (e, g) in enumerate(zip(expected, got)):
-            reason = compare(e, g, rtol, atol, check_dtype, where=f"element {i} of {where}")
+            reason = compare(e, g, rtol, atol, check_dtype, f"element {i} of {where}", computed)
             if reason:
                 return reason
         return None
@@ -77,14 +98,14 @@ def compare(expected: Any, got: Any, rtol: float, atol: float,
         if not isinstance(got, dict) or set(got) != set(expected):
             return f"{where} should be a dict with keys {sorted(expected)}, got {describe(got)}"
         for k in expected:
-            reason = compare(expected[k], got[k], rtol, atol, check_dtype, where=f"{where}[{k!r}]")
+            reason = compare(expected[k], got[k], rtol, atol, check_dtype, f"{where}[{k!r}]", computed)
             if reason:
                 return reason
         return None
     if isinstance(expected, torch.Tensor):
-        return _compare_tensor(expected, got, rtol, atol, check_dtype, where)
-    if _is_number(expected) or isinstance(expected, bool):
-        return _compare_number(expected, got, rtol, atol, where)
+        return _compare_tensor(expected, got, rtol, atol, check_dtype, where, computed)
+    if _is_number(expected) or isinstance(expected, (bool, np.bool_)):
+        return _compare_number(expected, got, rtol, atol, where, computed)
     if isinstance(expected, str):
         if not isinstance(got, str):
             return f"{where} should be a string, got {describe(got)}"
@@ -96,26 +117,65 @@ def compare(expected: Any, got: Any, rtol: float, atol: float,
     return None
 
 
-def _compare_number(expected: Any, got: Any, rtol: float, atol: float, where: str) -> Optional[str]:
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        got = got.detach().cpu().item()
-    if isinstance(got, np.ndarray) and got.size == 1:
-        got = got.item()
-    if isinstance(expected, bool):
-        if not isinstance(got, (bool, np.bool_)):
+def _kind(expected: Any) -> str:
+    """What kind of answer `expected` is, in words, without giving its value away."""
+    if isinstance(expected, (bool, np.bool_)):
+        return "True or False"
+    if _is_count(expected):
+        return "a whole number"
+    if _is_number(expected):
+        return "a number"
+    if isinstance(expected, torch.Tensor):
+        return f"a torch.Tensor of shape {tuple(expected.shape)}"
+    return f"a {type(expected).__name__}"
+
+
+def _scalar(x: Any) -> Any:
+    """A one-element tensor or array, or a numpy scalar, as a plain Python number."""
+    if isinstance(x, torch.Tensor) and x.numel() == 1 and x.device.type != "meta":
+        return x.detach().cpu().item()
+    if isinstance(x, (np.ndarray, np.generic)) and x.size == 1:
+        return x.item()
+    return x
+
+
+def _compare_number(expected: Any, got: Any, rtol: float, atol: float, where: str,
+                    computed: bool) -> Optional[str]:
+    got = _scalar(got)
+    if isinstance(expected, (bool, np.bool_)):
+        if not isinstance(got, bool):
             return f"{where} should be True or False, got {describe(got)}"
-        return None if bool(got) == expected else f"{where} is {got}, which is not the right answer"
-    if not (_is_number(got)):
-        return f"{where} should be a number, got {describe(got)}"
-    if math.isnan(got) or math.isinf(got):
-        return f"{where} is {got}: look for a division by zero or a log of zero"
-    if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
-        return f"{where} is {got:.6g}, which is not the right answer"
+        return None if got == bool(expected) else f"{where} is {got}, which is not the right answer"
+    if not _is_number(got):
+        return f"{where} should be {_kind(expected)}, got {describe(got)}"
+    value = float(got)
+    if math.isnan(value) or math.isinf(value):
+        if computed:
+            return f"{where} is {value}: look for a division by zero or a log of zero"
+        return f"{where} is {value}; expected a finite number"
+    if _is_count(expected):
+        if got != int(value):
+            return f"{where} is {got}; expected a whole number (a count), exactly"
+        return None if int(value) == int(expected) else f"{where} is {int(value)}, which is not the right answer"
+    if not math.isclose(value, float(expected), rel_tol=rtol, abs_tol=atol):
+        return f"{where} is {value:.6g}, which is not the right answer"
     return None
 
 
+def _values_match(e: torch.Tensor, g: torch.Tensor, rtol: float, atol: float) -> bool:
+    """Equal within tolerance (floats) or exactly (integers and booleans)."""
+    e, g = e.detach(), g.detach()
+    if e.is_floating_point() or g.is_floating_point() or e.is_complex() or g.is_complex():
+        return torch.allclose(g.cpu().double(), e.cpu().double(), rtol=rtol, atol=atol, equal_nan=True)
+    return torch.equal(g.cpu().to(e.dtype), e.cpu())
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
 def _compare_tensor(expected: torch.Tensor, got: Any, rtol: float, atol: float,
-                    check_dtype: bool, where: str) -> Optional[str]:
+                    check_dtype: bool, where: str, computed: bool) -> Optional[str]:
     if not isinstance(got, torch.Tensor):
         if isinstance(got, np.ndarray) or _is_number(got):
             return f"{where} is a {type(got).__name__}; return a torch.Tensor (torch.tensor(...) or keep the computation in torch)"
@@ -126,21 +186,18 @@ def _compare_tensor(expected: torch.Tensor, got: Any, rtol: float, atol: float,
     if got.shape != expected.shape:
         return f"{where} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
     if check_dtype and got.dtype != expected.dtype:
-        return (f"{where} has dtype {str(got.dtype).replace('torch.', '')}, expected "
-                f"{str(expected.dtype).replace('torch.', '')}")
+        wrong = f"{where} has dtype {_name(got.dtype)}, expected {_name(expected.dtype)}"
+        if _values_match(expected, got, rtol, atol):
+            return f"{wrong}: the values are right, only the dtype differs (use .to(torch.{_name(expected.dtype)}))"
+        return f"{wrong}, and the values differ too"
     if got.is_floating_point() or got.is_complex():
         bad = ~torch.isfinite(got.detach())
         if bad.any() and not (~torch.isfinite(expected)).any():
             kind = "NaN" if torch.isnan(got.detach()).any() else "inf"
-            return (f"{where} contains {kind} ({int(bad.sum())} of {got.numel()} entries): "
-                    "look for a division by zero, a log of zero or an overflow")
-    e = expected.detach()
-    g = got.detach().to(e.dtype) if (e.is_floating_point() or not got.is_floating_point()) else got.detach()
-    if e.is_floating_point() or g.is_floating_point():
-        ok = torch.allclose(g.double(), e.double(), rtol=rtol, atol=atol, equal_nan=True)
-    else:
-        ok = torch.equal(g, e)
-    if not ok:
-        err = max_abs_error(e, g)
+            cause = ("look for a division by zero, a log of zero or an overflow" if computed
+                     else "expected finite values")
+            return f"{where} contains {kind} ({int(bad.sum())} of {got.numel()} entries): {cause}"
+    if not _values_match(expected, got, rtol, atol):
+        err = max_abs_error(expected, got)
         return f"{where} has the right shape but wrong values (max abs error {err:.3g})"
     return None

@@ -50,12 +50,16 @@ class Exercise:
     Outputs are compared to the reference's with `rtol`/`atol`, unless `validate` is
     given: then `validate(case, output)` returns None when the output is acceptable or a
     one-line reason why not. Use it where many answers are right (random constructions,
-    trained models); mistakes are then recognised by failing with the same reason.
+    trained models), and make it test the property the exercise is about. Either way a known
+    mistake is recognised only when the learner's output agrees with the mistake's output on
+    the failing case, so mistakes must be deterministic functions of the case.
 
     `cases(seed=0)` builds every input from `seed`: self-grading uses the default, the
-    instructor's grader draws a seed the learner never saw. `seed_arg` names the keyword
-    argument that carries a seed or `torch.Generator` in seeded exercises: grading then calls
-    the answer again with the same seed (the same output is required) and with another seed.
+    instructor's grader draws a seed the learner never saw. `seed_arg` names the argument
+    (of the reference's signature) that carries a seed or `torch.Generator` in seeded
+    exercises: grading then calls the answer again with the same seed (the same output is
+    required, whatever the global RNG) and with another seed (a different output is required
+    wherever the reference's output differs); see `seeding.py`.
     `forbidden` lists dotted names of library functions that compute the answer outright
     (e.g. "transformer_lens.patching.get_act_patch_resid_pre"): grading for a record locks
     them away, as it does the reference.
