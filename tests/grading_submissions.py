@@ -271,6 +271,21 @@ def tamperer(target: Path) -> dict[str, str]:
     """}
 
 
+GLOBAL_RNG = {"ch01.sparse_features": """
+    shape = (batch_size, len(sparsity), n_features)
+    return torch.rand(shape) * (torch.rand(shape) >= sparsity[:, None])
+"""}
+
+
+def precomputed(exercise_id: str = "ch01.expected_interference") -> dict[str, str]:
+    """An answer that looks its outputs up in a table of the public (seed 0) cases' right answers."""
+    from mi_course.grading import get_exercise
+
+    ex = get_exercise(exercise_id)
+    table = {round(float(c.args[0].sum()), 4): ex.reference(*c.args, **c.kwargs).tolist() for c in ex.cases(seed=0)}
+    return {exercise_id: f"table = {table!r}\nreturn torch.tensor(table[round(float(W.sum()), 4)], dtype=W.dtype)"}
+
+
 KILLER = {"ch01.toy_forward": "import os\nos.kill(os.getpid(), 9)"}
 RAISING = {"ch01.expected_interference": "raise RuntimeError('stuck here')"}
 HANGING = {"ch01.max_abs_cosine": """

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 import grading_submissions as subs
 from mi_course import cli
 from mi_course.grading import check, get_exercise
-from mi_course.grading.record import (ClassGrade, SubmissionGrade, grade_class, handout, isolation, plain,
+from mi_course.grading.record import (ClassGrade, SubmissionGrade, grade_class, handout, isolation, judge, plain,
                                       report, similarity)
 from mi_course.grading.record.judge import ExerciseGrade, NotWrittenOut, value_answer
 
@@ -105,6 +106,30 @@ def test_outputs_cross_as_plain_data_and_tensor_subclasses_do_not(tmp_path):
     for cheat in (torch.zeros(2).as_subclass(Anything), Equal(), [torch.zeros(1), Equal()]):
         with pytest.raises(plain.NotPlain):
             plain.encode(cheat, {})
+
+
+def test_answers_precomputed_on_the_public_cases_pass_self_grading_only():
+    from mi_course.grading import grade
+
+    region = subs.precomputed()["ch01.expected_interference"]
+    scope = {"torch": torch}
+    exec("def answer(W, p):\n" + textwrap.indent(region, "    "), scope)
+    assert grade(get_exercise("ch01.expected_interference"), scope["answer"]).passed  # seed 0: the public cases
+    hidden = judge.hidden(get_exercise("ch01.expected_interference"), seed=12345)
+    assert not grade(hidden, scope["answer"]).passed
+
+
+def test_replay_answers_repeated_inputs_in_the_order_the_worker_ran_them():
+    args = (torch.ones(2),)
+    fp = plain.fingerprint(args, {})
+    tensors: dict = {}
+    calls = [{"fingerprint": fp, "output": plain.encode(torch.zeros(1), tensors)},
+             {"fingerprint": fp, "output": plain.encode(torch.ones(1), tensors)},
+             {"fingerprint": "other", "failure": "exception", "message": "raised ValueError: bad (in f, line 2)"}]
+    answer = judge.replay(calls, tensors)
+    assert answer(*args).item() == 0 and answer(*args).item() == 1 and answer(*args).item() == 1
+    with pytest.raises(Exception, match="no output for this case"):
+        answer(torch.zeros(3))
 
 
 def test_fingerprints_name_inputs_by_content():
@@ -238,8 +263,8 @@ def graded_class(tmp_path_factory):
         "cheats_a": subs.write(subs.submission(subs.CHEATS_A, subs.KERNEL_CHEATS, first_cells=subs.KERNEL_CHEATS[2:3]),
                                d / "cheats_a.ipynb"),
         "cheats_b": subs.write(subs.submission(subs.CHEATS_B), d / "cheats_b.ipynb"),
-        "planter_killer": subs.write(subs.submission({**subs.planter(planted), **subs.KILLER}),
-                                     d / "planter_killer.ipynb"),
+        "planter_killer": subs.write(subs.submission({**subs.planter(planted), **subs.precomputed(),
+                                                     **subs.GLOBAL_RNG, **subs.KILLER}), d / "planter_killer.ipynb"),
         "not_a_notebook": d / "not_a_notebook.ipynb",
     }
     paths["not_a_notebook"].write_text('{"cells": [')
@@ -300,6 +325,8 @@ def test_every_cheat_earns_nothing(graded_class):
     ("cheats_b", "ch01.train_toy_models", "uses the course's reference"),
     ("cheats_b", "ch01.classify_phase", "Held for review"),
     ("cheats_b", "ch01.feature_dimensionality", "wrong values"),
+    ("planter_killer", "ch01.expected_interference", "KeyError"),
+    ("planter_killer", "ch01.sparse_features", "different outputs for the same seed"),
 ])
 def test_each_cheat_is_caught_for_its_own_reason(graded_class, name, exercise_id, says):
     by_name, *_ = graded_class

@@ -19,6 +19,7 @@ the one-page class report.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -35,10 +36,9 @@ from typing import Optional
 import nbformat
 
 from mi_course.grading import get_exercise
-from mi_course.grading.check import _expected_cache  # reference outputs, cached per exercise id
 from mi_course.grading.record import handout as handouts
 from mi_course.grading.record import isolation, plain, similarity
-from mi_course.grading.record.judge import ExerciseGrade, judge_function, judge_value
+from mi_course.grading.record.judge import ExerciseGrade, hidden, judge_function, judge_value
 
 DEFAULT_LIMIT_S = 180
 
@@ -168,7 +168,7 @@ def grade_submission(path: Path, hand: handouts.Handout, seed: int, limit_s: flo
             if ex.kind == "value":
                 grade = judge_value(ex, region, "\n".join(cell.lines))
             else:
-                grade = judge_function(ex, run.rows.get(ex.id), run.tensors.get(ex.id, {}), seed)
+                grade = judge_function(hidden_exercise(ex.id, seed), run.rows.get(ex.id), run.tensors.get(ex.id, {}))
                 if run.problem and ex.id not in run.rows:
                     grade.message = f"not graded: {run.problem}"
                 _flag_similar(grade, region, ex.reference, accept_similar)
@@ -186,6 +186,13 @@ def grade_submission(path: Path, hand: handouts.Handout, seed: int, limit_s: flo
         result.flags.append("timed out")
     result.seconds = round(time.perf_counter() - start, 2)
     return result
+
+
+@functools.lru_cache(maxsize=None)
+def hidden_exercise(exercise_id: str, seed: int):
+    """One hidden version per exercise and seed, so `grade()` computes its reference outputs once
+    for the whole class."""
+    return hidden(get_exercise(exercise_id), seed)
 
 
 def _flag_similar(grade: ExerciseGrade, region: Optional[list[str]], reference, accept: bool) -> None:
@@ -225,8 +232,6 @@ def grade_class(paths: list[Path], chapter: Optional[str] = None, seed: Optional
             raise ValueError("no submission calls check(...) on a chapter's exercise; pass --chapter chNN")
         chapter = max(set(found), key=found.count)
     hand = handouts.load_handout(handouts.solution_path(chapter))
-    for exercise_id in hand.exercise_ids:  # reference outputs are cached per id; these are for `seed`
-        _expected_cache.pop(exercise_id, None)
     lock = threading.Lock()
 
     def one(path: Path) -> SubmissionGrade:
@@ -238,8 +243,6 @@ def grade_class(paths: list[Path], chapter: Optional[str] = None, seed: Optional
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         submissions = list(pool.map(one, paths))
-    for exercise_id in hand.exercise_ids:
-        _expected_cache.pop(exercise_id, None)
     return ClassGrade(chapter, seed, submissions, round(time.perf_counter() - start, 1), jobs, limit_s)
 
 

@@ -7,14 +7,17 @@ BOX/job.json says which cells to run and the secret seed. In order, the worker:
 4. runs the answer cells (hand-out cells with the learner's regions), where `check` only takes
    note of the answer it is handed;
 5. calls each answer on every hidden case (a fresh copy each time, under the exercise's time
-   limit) and appends the outputs, as plain data, to BOX/results.jsonl and BOX/out/.
+   limit; seeded exercises again as `grade()` will ask) and appends the outputs, as plain data,
+   to BOX/results.jsonl and BOX/out/.
 
 The worker never sees a reference output: there is nothing in it to look up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import json
 import sys
 import time
@@ -24,7 +27,7 @@ from typing import Any
 
 import mi_course
 from mi_course import notebooks
-from mi_course.grading import Case, get_exercise, sandbox
+from mi_course.grading import Case, get_exercise, sandbox, seeding
 from mi_course.grading.record import guard, plain
 
 
@@ -45,11 +48,13 @@ def _run_cell(source: str, namespace: dict, label: str) -> str | None:
     return None
 
 
-def _call_record(ex: Any, answer: Any, case: Any, tensors: dict[str, Any]) -> dict:
-    """One call of the answer on a fresh copy of a case, as plain data (tensors into `tensors`)."""
+def _call_record(ex: Any, answer: Any, case: Any, rng: int | None, tensors: dict[str, Any]) -> dict:
+    """One call of the answer on a fresh copy of a case, as plain data (tensors into `tensors`).
+    `rng` seeds the global RNGs first, as the seeded-exercise check does."""
     fresh = copy.deepcopy(case)
     start = time.perf_counter()
-    out, failure = sandbox.call(answer, fresh.args, fresh.kwargs, ex.timeout_s)
+    with seeding.global_rng(rng) if rng is not None else contextlib.nullcontext():
+        out, failure = sandbox.call(answer, fresh.args, fresh.kwargs, ex.timeout_s)
     seconds = round(time.perf_counter() - start, 4)
     if failure is not None and failure.kind != "in_place":
         return {"failure": failure.kind, "message": failure.message, "seconds": seconds}
@@ -61,6 +66,16 @@ def _call_record(ex: Any, answer: Any, case: Any, tensors: dict[str, Any]) -> di
     if failure is not None:
         record.update(failure="in_place", message=failure.message)
     return record
+
+
+def _calls(ex: Any, case: Case) -> list[tuple[Case, int | None]]:
+    """The calls `grade()` makes for a case: once as given; for a seeded exercise, twice more with
+    the global RNGs in different states, and once with another seed."""
+    if ex.seed_arg is None:
+        return [(case, None)]
+    seed = inspect.signature(ex.reference).bind(*case.args, **case.kwargs).arguments[ex.seed_arg]
+    other = seeding._with_seed(ex, case, seeding._other_seed(seed))
+    return [(case, None), (case, 1), (case, 2), (other, 1)]
 
 
 def main(box: Path) -> int:
@@ -81,14 +96,15 @@ def main(box: Path) -> int:
     cases, embedding = {}, set()
     for ex in exercises:
         embedded: set[int] = set()
-        cases[ex.id] = [Case(guard.unlocked_inputs(c.args, references, embedded),
-                             guard.unlocked_inputs(c.kwargs, references, embedded), c.label)
-                        for c in ex.cases(seed=job["seed"])]
+        cases[ex.id] = [(Case(guard.unlocked_inputs(c.args, references, embedded),
+                              guard.unlocked_inputs(c.kwargs, references, embedded), c.label), rng)
+                        for case in ex.cases(seed=job["seed"]) for c, rng in _calls(ex, case)]
         if embedded:
             embedding.add(ex.id)
     # an exercise whose inputs carry another's reference (unlocked) is run after all the others
     exercises.sort(key=lambda ex: ex.id in embedding)
-    prints = {ex.id: [plain.fingerprint(c.args, c.kwargs) for c in copy.deepcopy(cases[ex.id])] for ex in exercises}
+    prints = {ex.id: [plain.fingerprint(c.args, c.kwargs) for c, _ in copy.deepcopy(cases[ex.id])]
+              for ex in exercises}
 
     guard.lock_functions([ex.reference for ex in exercises if callable(ex.reference)],  # 3. lock, fence
                          [name for ex in exercises for name in ex.forbidden])
@@ -119,8 +135,8 @@ def main(box: Path) -> int:
             row["missing"] = True
         else:
             tensors: dict[str, Any] = {}
-            for case, fp in zip(cases[ex.id], prints[ex.id]):
-                row["calls"].append({"fingerprint": fp, **_call_record(ex, answers[ex.id], case, tensors)})
+            for (case, rng), fp in zip(cases[ex.id], prints[ex.id]):
+                row["calls"].append({"fingerprint": fp, **_call_record(ex, answers[ex.id], case, rng, tensors)})
             plain.save_tensors(tensors, out_dir / f"{job['exercises'].index(ex.id)}")
         results.write(json.dumps(row) + "\n")
         results.flush()
