@@ -49,10 +49,15 @@ def sandbox_env(box: Path) -> dict[str, str]:
     return env
 
 
+def course_paths() -> list[Path]:
+    """The installed package and the course's notebooks: what learner code may not read or change."""
+    root = notebooks.repo_root()
+    return [Path(mi_course.__file__).resolve().parent, root / "solutions", root / "chapters"]
+
+
 def watched_paths() -> list[Path]:
     """Folders and files whose change would let one submission reach another's grade."""
-    root = notebooks.repo_root()
-    paths = [Path(mi_course.__file__).resolve().parent, root / "solutions", root / "chapters"]
+    paths = course_paths()
     site_dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
     for d in map(Path, site_dirs):
         paths += sorted(d.glob("*.pth")) + [d / "sitecustomize.py", d / "usercustomize.py"]

@@ -25,8 +25,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import mi_course
-from mi_course import notebooks
 from mi_course.grading import Case, get_exercise, sandbox, seeding
 from mi_course.grading.record import guard, plain
 
@@ -108,8 +106,7 @@ def main(box: Path) -> int:
 
     guard.lock_functions([ex.reference for ex in exercises if callable(ex.reference)],  # 3. lock, fence
                          [name for ex in exercises for name in ex.forbidden])
-    guard.fence(box, [Path(mi_course.__file__).parent, notebooks.repo_root() / "solutions",
-                      notebooks.repo_root() / "chapters"])
+    guard.fence(box, [Path(p) for p in job["protected"]])
 
     answers: dict[str, Any] = {}
     cell_errors: dict[str, str] = {}
