@@ -36,14 +36,18 @@ def _cell(exercise_id: str) -> handout.AnswerCell:
 # --- 2. only the learner's regions, rebuilt into the pristine hand-out ---------------------------------
 
 
-def test_regions_of_the_solution_rebuild_the_solution_cells():
-    solution = nbformat.read(subs.SOLUTION, as_version=4)
-    regions = handout.take_regions(solution, CH01)
+@pytest.mark.parametrize("path", sorted((subs.ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_regions_of_every_solution_rebuild_its_cells_and_name_every_exercise(path):
+    hand = handout.load_handout(path)
+    solution = nbformat.read(path, as_version=4)
+    regions = handout.take_regions(solution, hand)
     sources = {c.get("id"): c.source for c in solution.cells}
-    for ci, cell in enumerate(CH01.answer_cells):
+    for ci, cell in enumerate(hand.answer_cells):
         rebuilt = handout.rebuild_cell(cell, [regions[(ci, si)] for si in range(len(cell.stubs))])
         assert rebuilt == sources[cell.cell_id]
-    assert len(CH01.exercise_ids) == 11 and CH01.setup_sources[0].startswith("import math")
+        assert {stub.name for stub in cell.stubs} <= set(cell.exercise_ids)
+    checked = {i for c in solution.cells if c.cell_type == "code" for i in handout.CHECK_CALL.findall(c.source)}
+    assert set(hand.exercise_ids) == checked and hand.setup_sources
 
 
 def test_code_outside_the_regions_is_not_taken():
@@ -241,7 +245,9 @@ def test_reports_show_pass_rates_mistakes_to_reteach_and_flags(tmp_path):
     page = report.markdown(graded)
     assert "| ch01.toy_forward | 1/3 (33%) | 0 | 1 | 0 | 1 | no ReLU (1) |" in page
     assert "| ch01.r2_count | 0/3 (0%) | 1 | 2 | 0 | 0 | three (2) |" in page
-    assert "c.ipynb, ch01.r2_count: similar to reference (97%)" in page and "timed out" in page
+    assert "c.ipynb, ch01.r2_count: similar to reference (97%)" in page
+    assert "1/2: 1 submission; 0/2: 2 submissions" in page
+    assert "- c.ipynb (0/2): timed out: stopped after the 60 s limit; timed out, uses reference" in page
     report.write_csv(graded, tmp_path / "g.csv")
     rows = list(csv.DictReader((tmp_path / "g.csv").open()))
     assert len(rows) == 6 and rows[1]["mistake"] == "three" and rows[1]["message"] == "x | why"

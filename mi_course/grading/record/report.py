@@ -50,11 +50,15 @@ def markdown(graded: "ClassGrade", top: int = 3) -> str:
         lines.append(f"| {exercise_id} | {count['passed']}/{len(rows)} ({count['passed'] / max(len(rows), 1):.0%}) "
                      f"| {count['review']} | {count['failed']} | {count['not_implemented']} "
                      f"| {count['not_graded']} | {shown} |")
-    lines += ["", "## Submissions", "", "| submission | credit | flags | problem |", "|---|---:|---|---|"]
-    for s in subs:
-        lines.append(f"| {Path(s.path).name} | {s.passed}/{len(s.exercises)} | {', '.join(s.flags) or '-'} "
-                     f"| {s.problem or '-'} |")
+    credit = Counter(f"{s.passed}/{len(s.exercises)}" for s in subs)
+    lines += ["", "## Credit", "",
+              "; ".join(f"{c}: {n} submission{'s' if n > 1 else ''}"
+                        for c, n in sorted(credit.items(), key=lambda kv: -int(kv[0].split("/")[0]))),
+              "", "## Problems and flags", ""]
+    noted = [s for s in subs if s.problem or s.flags]
+    lines += [f"- {Path(s.path).name} ({s.passed}/{len(s.exercises)}): "
+              f"{'; '.join(filter(None, [s.problem, ', '.join(s.flags)]))}" for s in noted] or ["- none"]
     flagged = [(s, e) for s in subs for e in s.exercises if e.flags]
-    lines += ["", "## Flags to review", ""]
+    lines += ["", "## Answers to review", ""]
     lines += [f"- {Path(s.path).name}, {e.exercise_id}: {', '.join(e.flags)}" for s, e in flagged] or ["- none"]
     return "\n".join(lines) + "\n"
