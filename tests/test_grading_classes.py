@@ -85,6 +85,8 @@ def test_inputs_name_the_generator_and_its_seed():
     message = _failure("ch01.nearly_orthogonal_vectors", _orthogonal_seed_zero)
     assert "generator=a torch.Generator (seed 1)" in message
     assert "object at 0x" not in message
+    tokens = _failure("ch03.repeated_tokens", _repeated_seed_zero)
+    assert " of length 12, 4, 6, seed=1" in tokens and "name_or_path" not in tokens
 
 
 def _permutation(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -127,6 +129,39 @@ def test_grading_leaves_the_global_rng_as_it_was():
     torch.manual_seed(123)
     assert grade(get_exercise("ch01.sparse_features"), sparse_features).passed
     assert torch.equal(torch.rand(3), expected)
+
+
+def _repeated_row_by_row(tokenizer, batch, seg_len, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = content_token_ids(tokenizer)
+    segment = torch.stack([ids[torch.randperm(len(ids), generator=generator)[:seg_len]] for _ in range(batch)])
+    return torch.cat([torch.full((batch, 1), tokenizer.bos_token_id), segment, segment], dim=-1)
+
+
+def _features_values_first(batch, sparsity, n, generator):
+    values = torch.rand(batch, len(sparsity), n, generator=generator, dtype=torch.float64)
+    present = torch.bernoulli((1 - sparsity)[:, None].double().expand(values.shape), generator=generator)
+    return (values * present).float()
+
+
+def _orthogonal_float64(d, eps, n_candidates, generator):
+    kept = torch.empty(0, d, dtype=torch.float64)
+    for v in torch.randn(n_candidates, d, generator=generator, dtype=torch.float64):
+        v = v / v.norm()
+        if (kept @ v).abs().le(eps).all():
+            kept = torch.cat([kept, v[None]])
+    return kept.float()
+
+
+@pytest.mark.parametrize("exercise_id,answer", [("ch03.repeated_tokens", _repeated_row_by_row),
+                                                ("ch01.sparse_features", _features_values_first),
+                                                ("ch01.nearly_orthogonal_vectors", _orthogonal_float64)],
+                         ids=["repeated_tokens", "sparse_features", "nearly_orthogonal_vectors"])
+def test_right_answers_by_other_algorithms_pass_at_any_seed(exercise_id, answer):
+    ex = get_exercise(exercise_id)
+    for seed in (0, 11):
+        result = grade(dataclasses.replace(ex, cases=functools.partial(ex.cases, seed=seed)), answer)
+        assert result.passed, result.message
 
 
 # --- 2. optional arguments ----------------------------------------------------------------------------
@@ -197,9 +232,16 @@ def _features_two_values(batch, sparsity, n, generator):
     return (0.5 + sign * 12**-0.5) * present
 
 
+def _features_one_draw_per_feature(batch, sparsity, n, generator):
+    """One uniform per sample and feature, thresholded by each instance's sparsity: instances share it."""
+    u = torch.rand(batch, 1, n, generator=generator)
+    return torch.rand(batch, len(sparsity), n, generator=generator) * (u < (1 - sparsity)[:, None])
+
+
 @pytest.mark.parametrize("answer,reason", [
-    (_features_together, "features switch on and off together"),
-    (_features_shared_value, "the values of features present together are correlated"),
+    (_features_together, "different features switch on and off together"),
+    (_features_one_draw_per_feature, "different instances switch on and off together"),
+    (_features_shared_value, "the values of different features are correlated"),
     (_features_uneven_density, "does not match 1 - S for every instance and feature"),
     (_features_two_values, "the present values are not uniform"),
 ], ids=lambda x: getattr(x, "__name__", ""))

@@ -18,6 +18,12 @@ from mi_course import superposition as ref
 from mi_course.data.features import sparse_features
 from mi_course.grading import Case, Exercise, Mistake, register
 
+
+def _generator(base: int, seed: int) -> dict[str, torch.Generator]:
+    """The `generator=` keyword of a seeded exercise's case (see `seed_arg`)."""
+    return {"generator": torch.Generator().manual_seed(base + seed)}
+
+
 # --- 1. nearly orthogonal vectors --------------------------------------------------------------
 
 
@@ -71,12 +77,9 @@ register(Exercise(
 def _orthogonal_cases(seed: int = 0) -> list[Case]:
     """Sizes where a greedy search keeps well over 2d vectors, so no orthonormal basis passes."""
     return [
-        Case(args=(10, 0.5, 1000), kwargs={"generator": torch.Generator().manual_seed(1 + seed)},
-             label="d=10, eps=0.5, 1000 candidates"),
-        Case(args=(2, 0.1, 300), kwargs={"generator": torch.Generator().manual_seed(2 + seed)},
-             label="d=2, eps=0.1 (the answer is 2)"),
-        Case(args=(40, 0.35, 1000), kwargs={"generator": torch.Generator().manual_seed(3 + seed)},
-             label="d=40, eps=0.35, 1000 candidates"),
+        Case(args=(10, 0.5, 1000), kwargs=_generator(1, seed), label="d=10, eps=0.5, 1000 candidates"),
+        Case(args=(2, 0.1, 300), kwargs=_generator(2, seed), label="d=2, eps=0.1 (the answer is 2)"),
+        Case(args=(40, 0.35, 1000), kwargs=_generator(3, seed), label="d=40, eps=0.35, 1000 candidates"),
     ]
 
 
@@ -241,10 +244,9 @@ register(Exercise(
 
 def _feature_cases(seed: int = 0) -> list[Case]:
     return [
-        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6), kwargs={"generator": torch.Generator().manual_seed(5 + seed)},
+        Case(args=(4000, torch.tensor([0.0, 0.5, 0.9]), 6), kwargs=_generator(5, seed),
              label="3 instances with sparsity 0, 0.5, 0.9"),
-        Case(args=(3000, torch.tensor([0.3]), 1), kwargs={"generator": torch.Generator().manual_seed(6 + seed)},
-             label="one feature, one instance"),
+        Case(args=(3000, torch.tensor([0.3]), 1), kwargs=_generator(6, seed), label="one feature, one instance"),
     ]
 
 
@@ -259,10 +261,10 @@ def _density_ok(observed: Tensor, expected: Tensor, n: int) -> Tensor:
 
 
 def _max_correlation(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Largest |correlation| between two different features, and the samples it rests on.
+    """Largest |correlation| between two entries of the last axis, and the fewest samples one rests on.
 
-    x, weight: (batch, instances, features); a pair of features is correlated over the samples
-    where both weights are 1. Pairs with fewer than 400 such samples, or no spread, are skipped.
+    x, weight: (batch, other, last); a pair is correlated over the samples where both weights
+    are 1. Pairs with fewer than 400 such samples, or no spread, are skipped.
     """
     xw = x * weight
     n = torch.einsum("bif,big->ifg", weight, weight)
@@ -299,15 +301,18 @@ def _validate_features(case: Case, out: object) -> str | None:
         if _density_ok(density, s, batch).all():
             return "features are present with probability S; they should be present with probability 1 - S"
         return "the share of present (nonzero) features does not match 1 - S for every instance and feature"
-    corr, n = _max_correlation(present, torch.ones_like(present))
-    if corr > SIGMAS / n.sqrt():
-        return "features switch on and off together: each should be present independently of the others"
     values = out[out != 0]
     if values.numel() > 1 and values.std() < 1e-6:
         return "every present feature has the same value; values should be uniform in [0, 1]"
-    corr, n = _max_correlation(out, present)
-    if corr > SIGMAS / n.sqrt():
-        return "the values of features present together are correlated: draw each feature's value independently"
+    for axis, order in (("features", (0, 1, 2)), ("instances", (0, 2, 1))):
+        p, x = present.permute(order), out.permute(order)
+        corr, n = _max_correlation(p, torch.ones_like(p))
+        if corr > SIGMAS / n.sqrt():
+            return (f"different {axis} switch on and off together: draw presence independently for every "
+                    "sample, instance and feature")
+        corr, n = _max_correlation(x, p)
+        if corr > SIGMAS / n.sqrt():
+            return f"the values of different {axis} are correlated: draw every present value independently"
     for instance in range(out.shape[1]):
         x = out[:, instance][out[:, instance] != 0].sort().values
         if len(x) >= 100:
@@ -504,7 +509,8 @@ def _phase_cases(seed: int = 0) -> list[Case]:
         Case(args=(W[:1, None, :].double(),), kwargs={"threshold": 0.5}, label="one model, float64 (edge)"),
         Case(args=(at_threshold[:, None, :],), kwargs={"threshold": 0.25},
              label="threshold 0.25, weights exactly at it are not represented (edge)"),
-        Case(args=(torch.randn(20, 1, 2, generator=g),), kwargs={"threshold": 0.8}, label="20 random models, threshold 0.8"),
+        Case(args=(torch.randn(20, 1, 2, generator=g),), kwargs={"threshold": 0.8},
+             label="20 random models, threshold 0.8"),
     ]
 
 

@@ -82,10 +82,8 @@ def _judge(ex: Exercise, case: Optional[Case], expected: Any, got: Any) -> Optio
     """None when `got` is acceptable, else the reason; uses `validate` when the exercise has one."""
     computed = ex.kind == "function"
     where = "the output" if computed else "your answer"
-    if ex.validate is None:
+    if ex.validate is None or got is None:
         return compare(expected, got, ex.rtol, ex.atol, ex.check_dtype, where, computed)
-    if got is None:
-        return "the output is None: did you forget to `return` it?"
     try:
         return ex.validate(case, got)
     except Exception as exc:  # an output so malformed the validator cannot read it
@@ -144,7 +142,7 @@ def _grade_function(ex: Exercise, fn: Any) -> CheckResult:
         if reason is None and ex.seed_arg is not None:
             reason = seeding.seed_failure(ex, fn, pristine, expected)
             if reason is not None:  # each output is acceptable; together they show a misused seed
-                return _failed(ex, [f"{where}: {reason}.", f"  Inputs: {_describe_inputs(pristine)}"], None)
+                return _failed(ex, [f"{where}: {reason}", f"  Inputs: {_describe_inputs(pristine)}"], None)
         if reason is None:
             continue
         lines = [f"{where}: {reason}.", f"  Inputs:   {_describe_inputs(pristine)}"]

@@ -61,7 +61,12 @@ def describe(x: Any, max_values: int = 4) -> str:
         inner = ", ".join(describe(v, 2) for v in list(x)[:3])
         return f"{type(x).__name__} of {len(x)}: ({inner}{', …' if len(x) > 3 else ''})"
     text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= 60 or isinstance(x, (str, bytes)):
+        return text if len(text) <= 60 else text[:57] + "..."
+    try:  # an object with a long repr (a tokenizer, a model): its type, and its length if it has one
+        return f"a {type(x).__name__} of length {len(x)}"
+    except TypeError:
+        return f"a {type(x).__name__}"
 
 
 def max_abs_error(expected: Any, got: Any) -> Optional[float]:

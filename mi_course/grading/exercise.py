@@ -58,8 +58,8 @@ class Exercise:
     instructor's grader draws a seed the learner never saw. `seed_arg` names the argument
     (of the reference's signature) that carries a seed or `torch.Generator` in seeded
     exercises: grading then calls the answer again with the same seed (the same output is
-    required, whatever the global RNG) and with another seed (a different output is required
-    wherever the reference's output differs); see `seeding.py`.
+    required, whatever the global RNG) and with other seeds (a different output is required
+    where the reference's output differs); see `seeding.py`.
     `forbidden` lists dotted names of library functions that compute the answer outright
     (e.g. "transformer_lens.patching.get_act_patch_resid_pre"): grading for a record locks
     them away, as it does the reference.
