@@ -63,6 +63,15 @@ def test_code_outside_the_regions_is_not_taken():
     assert rebuilt.endswith('max_abs_cosine = check("ch01.max_abs_cosine", max_abs_cosine).use')
 
 
+def test_an_edited_docstring_still_yields_the_function_body():
+    nb = subs.submission({"ch01.toy_forward": "h = torch.einsum('imn,bin->bim', W, x)\nreturn h"})
+    cell = next(c for c in nb.cells if "ch01.toy_forward" in c.source)
+    cell.source = cell.source.replace('"""x\' = ReLU(W^T W x + b), instance by instance."""', '"""My notes."""\n    # tried einsum')
+    ci = CH01.answer_cells.index(_cell("ch01.toy_forward"))
+    region = handout.take_regions(nb, CH01)[(ci, 0)]
+    assert [line.strip() for line in region] == ["# tried einsum", "h = torch.einsum('imn,bin->bim', W, x)", "return h"]
+
+
 def test_untouched_handout_keeps_every_stub_and_missing_cells_count_as_not_done():
     handout_nb = nbformat.read(subs.HANDOUT, as_version=4)
     regions = handout.take_regions(handout_nb, CH01)

@@ -104,3 +104,13 @@ def test_a_class_of_31_is_graded_in_minutes(tmp_path):
     assert problems[str(kinds["hanging"][0])].startswith("timed out")
     assert "died" in problems[str(kinds["killing"][0])]
     assert out.with_suffix(".md").exists()
+
+
+@pytest.mark.slow
+def test_chapter_3_solution_is_right_on_every_hidden_case():
+    from mi_course.grading.record import grade_class
+
+    graded = grade_class([subs.ROOT / "solutions" / "03_induction_heads.ipynb"], limit_s=600, accept_similar=True)
+    sub = graded.submissions[0]
+    assert graded.chapter == "ch03" and sub.problem == ""
+    assert sub.passed == len(sub.exercises) == 10, [(e.exercise_id, e.message) for e in sub.exercises]

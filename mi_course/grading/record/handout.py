@@ -170,13 +170,12 @@ def _function_body(lines: list[str], stub: Stub, cell: AnswerCell) -> Optional[l
     defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name]
     if not defs:
         return None
-    body = defs[-1].body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        body = body[1:]
-    if not body:
-        return None
-    return lines[body[0].lineno - 1:body[-1].end_lineno]
+    body, start = defs[-1].body, defs[-1].body[0].lineno - 1
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if len(body) == 1:
+            return None
+        start = body[0].end_lineno  # after the docstring, comments included
+    return lines[start:body[-1].end_lineno]
 
 
 def take_regions(submission: nbformat.NotebookNode, handout: Handout) -> dict[tuple[int, int], Optional[list[str]]]:

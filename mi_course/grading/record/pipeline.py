@@ -22,6 +22,7 @@ from mi_course.grading import get_exercise
 from mi_course.grading.record import handout as handouts
 from mi_course.grading.record import isolation, plain, similarity
 from mi_course.grading.record.judge import ExerciseGrade, hidden, judge_function, judge_value
+from mi_course.grading.record.worker import WORKER_ERROR
 
 DEFAULT_LIMIT_S = 180
 
@@ -109,6 +110,9 @@ def run_worker(box: Path, job: dict, limit_s: float) -> WorkerRun:
         problem = f"timed out: stopped after the {limit_s:g} s limit"
     elif os.WIFSIGNALED(status):
         problem = f"the grading process died (killed by signal {os.WTERMSIG(status)}), like a dead kernel"
+    elif os.WEXITSTATUS(status) == WORKER_ERROR:
+        log = (box / "worker.log").read_text(errors="replace").strip().splitlines()
+        problem = f"grading error in the worker: {log[-1] if log else 'no message'}"
     elif os.WEXITSTATUS(status) != 0:
         problem = f"the grading process died (exit code {os.WEXITSTATUS(status)}), like a dead kernel"
     return WorkerRun(rows, tensors, problem, usage.ru_maxrss / 1024 if usage else 0.0)

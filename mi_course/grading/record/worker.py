@@ -28,6 +28,9 @@ from typing import Any
 from mi_course.grading import Case, get_exercise, sandbox, seeding
 from mi_course.grading.record import guard, plain
 
+WORKER_ERROR = 3
+"""The exit code of a worker that failed itself (a grading bug, not the learner's)."""
+
 
 class _Noted:
     """What `check` returns in the worker: `.use` is the learner's own answer."""
@@ -68,12 +71,12 @@ def _call_record(ex: Any, answer: Any, case: Any, rng: int | None, tensors: dict
 
 def _calls(ex: Any, case: Case) -> list[tuple[Case, int | None]]:
     """The calls `grade()` makes for a case: once as given; for a seeded exercise, twice more with
-    the global RNGs in different states, and once with another seed."""
+    the global RNGs in different states, and once with each other seed `seeding` may try."""
     if ex.seed_arg is None:
         return [(case, None)]
     seed = inspect.signature(ex.reference).bind(*case.args, **case.kwargs).arguments[ex.seed_arg]
-    other = seeding._with_seed(ex, case, seeding._other_seed(seed))
-    return [(case, None), (case, 1), (case, 2), (other, 1)]
+    others = [(seeding._with_seed(ex, case, other), 1) for other in seeding._other_seeds(seed)]
+    return [(case, None), (case, 1), (case, 2), *others]
 
 
 def main(box: Path) -> int:
@@ -145,4 +148,4 @@ if __name__ == "__main__":
         sys.exit(main(Path(sys.argv[1])))
     except Exception:
         traceback.print_exc()
-        sys.exit(3)
+        sys.exit(WORKER_ERROR)
