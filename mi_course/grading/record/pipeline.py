@@ -59,7 +59,8 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # bad JSON, not JSON, an unknown nbformat: all the same to a grader
-        raise NotANotebook(f"not a notebook ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise NotANotebook(f"not a notebook ({type(exc).__name__}: {first})") from None
     if not isinstance(nb.get("cells"), list):
         raise NotANotebook("not a notebook (no cells)")
     return nb
@@ -94,7 +95,7 @@ def run_worker(box: Path, job: dict, limit_s: float) -> WorkerRun:
         proc.returncode = 0  # reaped above
     rows, tensors = {}, {}
     results = box / "results.jsonl"
-    for n, line in enumerate(results.read_text().splitlines() if results.exists() else []):
+    for line in results.read_text().splitlines() if results.exists() else []:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

@@ -9,6 +9,7 @@ be written, and writing it is the exercise.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import difflib
 import inspect
@@ -50,12 +51,15 @@ def reference_body(reference: Any) -> Optional[str]:
     """The source of the reference function's body (its signature and docstring dropped)."""
     try:
         source = textwrap.dedent(inspect.getsource(inspect.unwrap(reference)))
-    except (TypeError, OSError):
+        fn = ast.parse(source).body[0]
+    except (TypeError, OSError, SyntaxError, IndexError):
         return None
-    lines = source.split("\n")
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip().endswith(":") and not ln.startswith((" ", "@"))
-                  or ln.startswith(")") and ln.rstrip().endswith(":")), 0)
-    return "\n".join(lines[start + 1:])
+    body = fn.body if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) else []
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    if not body:
+        return None
+    return "\n".join(source.split("\n")[body[0].lineno - 1:body[-1].end_lineno])
 
 
 def similarity(region: str, reference: Any) -> Optional[float]:
