@@ -286,6 +286,16 @@ def precomputed(exercise_id: str = "ch01.expected_interference") -> dict[str, st
     return {exercise_id: f"table = {table!r}\nreturn torch.tensor(table[round(float(W.sum()), 4)], dtype=W.dtype)"}
 
 
+# the reference's source, read past Python's `open` and executed
+FROM_FILE = {"ch01.nearly_orthogonal_vectors": """
+    import os
+    import mi_course.superposition as topic
+    raw = torch.from_file(topic.__file__, size=os.path.getsize(topic.__file__), dtype=torch.uint8)
+    scope = dict(vars(topic))
+    exec(bytes(raw.tolist()).decode(), scope)
+    return scope["nearly_orthogonal_vectors"](d, eps, n_candidates, generator)
+"""}
+
 KILLER = {"ch01.toy_forward": "import os\nos.kill(os.getpid(), 9)"}
 RAISING = {"ch01.expected_interference": "raise RuntimeError('stuck here')"}
 HANGING = {"ch01.max_abs_cosine": """

@@ -184,6 +184,10 @@ print(attempt(lambda: open(box.parent / "outside.txt", "w")))
 print(attempt(lambda: open(sp.__file__).read()))
 print(attempt(lambda: subprocess.run(["true"])))
 print(attempt(lambda: os.kill(os.getppid(), 0)))
+learner = {}
+exec(compile("def run(src):\\n    exec(src, {})\\n", "<answer cell for a test>", "exec"), learner)
+print(attempt(lambda: learner["run"]("x = 1")))
+print(attempt(lambda: torch.from_file(sp.__file__, size=10, dtype=torch.uint8)))
 """
 
 
@@ -192,7 +196,7 @@ def test_references_are_locked_and_the_worker_is_fenced_in(tmp_path):
     out = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, str(tmp_path / "box")], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(subs.ROOT)})
     lines = out.stdout.strip().split("\n")
-    assert len(lines) == 9, out.stderr
+    assert len(lines) == 11, out.stderr
     assert all("uses the course's reference" in line for line in lines[:3]), lines[:3]
     assert lines[3] == "ok" and lines[4] == "ok"  # other course functions, and the worker's own folder
     assert "not allowed" in lines[5] and not (tmp_path / "outside.txt").exists()
@@ -279,7 +283,8 @@ def graded_class(tmp_path_factory):
                                d / "cheats_a.ipynb"),
         "cheats_b": subs.write(subs.submission(subs.CHEATS_B), d / "cheats_b.ipynb"),
         "planter_killer": subs.write(subs.submission({**subs.planter(planted), **subs.precomputed(),
-                                                     **subs.GLOBAL_RNG, **subs.KILLER}), d / "planter_killer.ipynb"),
+                                                     **subs.GLOBAL_RNG, **subs.FROM_FILE, **subs.KILLER}),
+                                     d / "planter_killer.ipynb"),
         "not_a_notebook": d / "not_a_notebook.ipynb",
     }
     paths["not_a_notebook"].write_text('{"cells": [')
@@ -340,6 +345,7 @@ def test_every_cheat_earns_nothing(graded_class):
     ("cheats_b", "ch01.train_toy_models", "uses the course's reference"),
     ("cheats_b", "ch01.classify_phase", "Held for review"),
     ("cheats_b", "ch01.feature_dimensionality", "wrong values"),
+    ("planter_killer", "ch01.nearly_orthogonal_vectors", "from_file is not allowed"),
     ("planter_killer", "ch01.expected_interference", "KeyError"),
     ("planter_killer", "ch01.sparse_features", "different outputs for the same seed"),
 ])

@@ -8,8 +8,9 @@ Two locks, both armed once and never lifted (the worker is thrown away afterward
 * `fence` adds an audit hook (PEP 578; a hook cannot be removed) that refuses, from then on:
   writing or deleting files outside the worker's own folder, reading the course's sources and
   solution notebooks (no re-importing a reference, no `inspect.getsource`, no running the
-  solution notebook), starting processes, signalling other processes, ctypes, and walking the
-  garbage collector to find hidden objects.
+  solution notebook), starting processes, signalling other processes, ctypes, walking the
+  garbage collector to find hidden objects, and `exec`/`eval`/`compile` called from an answer.
+  `torch.from_file` (which reads files without Python's `open`) is taken away.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 LOCKED_MESSAGE = "uses the course's reference"
+LEARNER_CODE = "<answer cell"
+"""How the worker names the answer cells it compiles (their code objects' file name)."""
+
+
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    raise PermissionError("grading: reading files with from_file is not allowed")
 
 
 def _locked_code(name: str):
@@ -152,5 +159,11 @@ def fence(box: Path, protected: Iterable[Path]) -> None:
             raise PermissionError(f"grading: {event} is not allowed")
         elif event == "object.__setattr__" and len(args) > 1 and args[1] == "__code__":
             raise PermissionError("grading: replacing a function's code is not allowed")
+        elif event in ("compile", "exec") and sys._getframe(1).f_code.co_filename.startswith(LEARNER_CODE):
+            raise PermissionError("grading: running code from a string (exec, eval, compile) is not allowed")
 
     sys.addaudithook(hook)
+    import torch  # readers of files that bypass Python's `open` (so the hook never sees them)
+
+    for owner in (torch, torch.UntypedStorage, torch.TypedStorage):
+        setattr(owner, "from_file", _refuse)

@@ -122,7 +122,7 @@ def main(box: Path) -> int:
     for cell in job["cells"]:  # 4. the answer cells; `check` only takes note
         expected_here = set(cell["exercises"])
         namespace["check"] = noting_check
-        error = _run_cell(cell["source"], namespace, f"answer cell for {', '.join(cell['exercises'])}")
+        error = _run_cell(cell["source"], namespace, f"{guard.LEARNER_CODE[1:]} for {', '.join(cell['exercises'])}")
         for exercise_id in cell["exercises"]:
             if error and exercise_id not in answers:
                 cell_errors[exercise_id] = error
