@@ -203,6 +203,14 @@ def test_references_are_locked_and_the_worker_is_fenced_in(tmp_path):
     assert all("not allowed" in line for line in lines[6:]), lines[6:]
 
 
+def test_the_course_functions_behind_a_thin_reference_are_locked_too():
+    from mi_course.data.repeated_tokens import repeated_tokens
+    from mi_course.grading.record import guard
+
+    assert repeated_tokens in guard.behind(get_exercise("ch03.repeated_tokens").reference)
+    assert guard.behind(get_exercise("ch01.max_abs_cosine").reference) == []
+
+
 def test_pasted_reference_source_is_flagged_even_renamed_and_a_rewrite_is_not():
     ref = get_exercise("ch01.classify_phase").reference
     pasted = similarity.reference_body(ref)

@@ -41,11 +41,30 @@ def _locked_code(name: str):
 
 
 def underlying(fn: Any) -> Any:
+    """The function inside wrappers (`functools.wraps`, `functools.partial`)."""
     while True:
         inner = getattr(fn, "__wrapped__", None) or getattr(fn, "func", None)
         if inner is None or inner is fn:
             return fn
         fn = inner
+
+
+def behind(fn: Any) -> list[types.FunctionType]:
+    """The course's functions a reference calls by name (`repeated_tokens(...)`, `circuits.head_outputs(...)`):
+    a reference that is a thin wrapper must not leave the function doing the work open."""
+    fn = underlying(fn)
+    code, scope = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    if code is None:
+        return []
+    found = []
+    for name in code.co_names:
+        value = scope.get(name)
+        if isinstance(value, types.ModuleType) and value.__name__.startswith("mi_course."):
+            found += [getattr(value, attr, None) for attr in code.co_names]
+        else:
+            found.append(value)
+    return [f for f in dict.fromkeys(found) if isinstance(f, types.FunctionType)
+            and f.__module__.startswith("mi_course.") and not f.__module__.startswith("mi_course.grading")]
 
 
 def _resolve(dotted: str) -> tuple[Any, str, Any]:

@@ -3,7 +3,8 @@
 BOX/job.json says which cells to run and the secret seed. In order, the worker:
 1. runs the hand-out's own set-up cells (pristine: imports, `setup()`, models);
 2. builds every exercise's hidden cases from the seed, and fingerprints them;
-3. locks the references and fences itself in (`guard`): from here on, learner code may run;
+3. locks the references (and the course functions they call) and fences itself in (`guard`):
+   from here on, learner code may run;
 4. runs the answer cells (hand-out cells with the learner's regions), where `check` only takes
    note of the answer it is handed;
 5. calls each answer on every hidden case (a fresh copy each time, under the exercise's time
@@ -93,7 +94,8 @@ def main(box: Path) -> int:
             return 0
 
     exercises = [get_exercise(i) for i in job["exercises"]]  # 2. hidden cases from the secret seed
-    references = {id(guard.underlying(ex.reference)) for ex in exercises if callable(ex.reference)}
+    locked = [f for ex in exercises if callable(ex.reference) for f in (ex.reference, *guard.behind(ex.reference))]
+    references = {id(guard.underlying(f)) for f in locked}
     cases, embedding = {}, set()
     for ex in exercises:
         embedded: set[int] = set()
@@ -107,8 +109,7 @@ def main(box: Path) -> int:
     prints = {ex.id: [plain.fingerprint(c.args, c.kwargs) for c, _ in copy.deepcopy(cases[ex.id])]
               for ex in exercises}
 
-    guard.lock_functions([ex.reference for ex in exercises if callable(ex.reference)],  # 3. lock, fence
-                         [name for ex in exercises for name in ex.forbidden])
+    guard.lock_functions(locked, [name for ex in exercises for name in ex.forbidden])  # 3. lock, fence
     guard.fence(box, [Path(p) for p in job["protected"]])
 
     answers: dict[str, Any] = {}
