@@ -18,10 +18,23 @@ import nbformat
 
 from mi_course import notebooks
 
-# The two stubs `notebooks.strip_solutions` writes: an indented one inside a function, and
-# one `name = ...` line per name a top-level (value) region assigns.
-_FUNCTION_STUB = re.compile(r'^(\s+)raise NotImplementedError\("Exercise ([\w.]+): write your code here"\)$')
-_VALUE_STUB = re.compile(r"^(\w+) = \.\.\.  # your answer \(([\w.]+)\)$")
+
+def _stub_pattern(region: str, placeholders: dict[str, str]) -> re.Pattern:
+    """A regex for the stub line `notebooks.strip_solutions` writes for `region`, with each
+    placeholder turned into a capture group (so a change of the build's wording follows)."""
+    line = next(ln for ln in notebooks.strip_solutions(region).split("\n") if "EXERCISE_ID" in ln)
+    pattern = re.escape(line)
+    for text, group in placeholders.items():
+        pattern = pattern.replace(re.escape(text), group)
+    return re.compile(f"^{pattern}$")
+
+
+# The two stubs the build writes: an indented one inside a function (groups: indent, exercise),
+# and one `name = ...` line per name a top-level (value) region assigns (groups: name, exercise).
+_FUNCTION_STUB = _stub_pattern("def f():\n    # BEGIN SOLUTION EXERCISE_ID\n    pass\n    # END SOLUTION",
+                               {"    ": r"(\s+)", "EXERCISE_ID": r"([\w.]+)"})
+_VALUE_STUB = _stub_pattern("# BEGIN SOLUTION EXERCISE_ID\nVALUE_NAME = 1\n# END SOLUTION",
+                            {"VALUE_NAME": r"(\w+)", "EXERCISE_ID": r"([\w.]+)"})
 CHECK_CALL = re.compile(r"""check\(\s*["']([\w.]+)["']""")
 _DEF = re.compile(r"^\s*def\s+(\w+)\s*\(")
 
