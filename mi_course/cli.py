@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -51,25 +50,22 @@ def cmd_check_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    """Execute each submitted notebook afresh; its checks' outcomes are the grade."""
-    from mi_course.grading.execute import execute_notebook
+    """Grade submissions for a record: hidden cases, a fresh worker each, references locked away."""
+    from mi_course.grading.record import DEFAULT_LIMIT_S, grade_class, report
 
-    rows = []
-    for path in map(Path, args.notebooks):
-        run = execute_notebook(path, timeout_s=args.timeout)
-        chapter_ids = sorted(run.statuses)
-        passed = sum(run.statuses[i] == "passed" for i in chapter_ids)
-        note = "ran to the end" if run.completed else f"stopped: {run.error}"
-        print(f"{path}: {passed}/{len(chapter_ids)} passed; {note}")
-        rows += [{"notebook": str(path), "exercise": i, "status": run.statuses[i]} for i in chapter_ids]
-        if not run.completed:
-            rows.append({"notebook": str(path), "exercise": "(run)", "status": f"stopped: {run.error}"})
-    if args.out:
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["notebook", "exercise", "status"])
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+    def progress(sub) -> None:
+        note = f"; {sub.problem}" if sub.problem else ""
+        print(f"{sub.path}: {sub.passed}/{len(sub.exercises)} passed ({sub.seconds:.0f} s){note}", flush=True)
+
+    graded = grade_class(list(map(Path, args.notebooks)), chapter=args.chapter, seed=args.seed,
+                         limit_s=args.timeout or DEFAULT_LIMIT_S, jobs=args.jobs, accept_similar=args.accept_similar,
+                         on_done=progress)
+    out = Path(args.out)
+    report.write_csv(graded, out)
+    page = out.with_suffix(".md")
+    page.write_text(report.markdown(graded))
+    print(f"{graded.chapter}: {len(graded.submissions)} submissions in {graded.seconds:.0f} s; "
+          f"wrote {out} and {page}")
     return 0
 
 
@@ -119,10 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="a progress JSON file (default: yours)")
     p.add_argument("-v", "--verbose", action="store_true", help="list every exercise")
     p.set_defaults(fn=cmd_progress)
-    p = sub.add_parser("grade", help="execute submitted notebooks and report each exercise's status")
+    p = sub.add_parser("grade", help="grade submitted notebooks for a record (hidden cases, references locked)")
     p.add_argument("notebooks", nargs="+")
-    p.add_argument("--out", help="write a CSV: notebook, exercise, status")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    p.add_argument("--out", default="grades.csv", help="the CSV to write; the class report goes next to it (.md)")
+    p.add_argument("--timeout", type=float, help="seconds per notebook (default: 180)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at a time")
+    p.add_argument("--chapter", help="chNN (default: the chapter the submissions check)")
+    p.add_argument("--seed", type=int, help="the hidden cases' seed (default: a fresh secret one)")
+    p.add_argument("--accept-similar", action="store_true",
+                   help="credit answers too similar to the reference instead of holding them for review")
     p.set_defaults(fn=cmd_grade)
     sub.add_parser("train", help="retrain a shipped model: mi-course train NAME [--seed S] [--out DIR]",
                    add_help=False).set_defaults(fn=cmd_train)

@@ -1,6 +1,8 @@
-"""Execute a notebook top to bottom in a fresh kernel, as an instructor's grader or a test does.
+"""Execute a notebook top to bottom in a fresh kernel, as the notebook tests do.
 
-Each run gets its own progress file, so what the checks recorded during the run is the grade.
+Each run gets its own progress file, so what the checks recorded during the run is what the
+learner would see. This is self-grading: the notebook's own kernel reports its checks. A grade
+for a record (`mi-course grade`) never trusts a notebook's kernel: see `mi_course.grading.record`.
 """
 
 from __future__ import annotations
