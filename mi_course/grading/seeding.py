@@ -42,7 +42,7 @@ OTHER_SEEDS = 3
 its output for one other seed by chance (1 in 90), but not for three (1 in 700,000)."""
 
 
-def _other_seeds(seed: Any) -> list[Any]:
+def other_seeds(seed: Any) -> list[Any]:
     """Different seeds of the same kind: ints, or Generators on the same device."""
     if isinstance(seed, torch.Generator):
         return [torch.Generator(device=seed.device).manual_seed(seed.initial_seed() + k)
@@ -56,7 +56,7 @@ def _remedy(arg: str, seed: Any) -> str:
     return f"draw every random number from a torch.Generator seeded with `{arg}`"
 
 
-def _with_seed(ex: Exercise, case: Case, seed: Any) -> Case:
+def with_seed(ex: Exercise, case: Case, seed: Any) -> Case:
     """A copy of `case` whose `seed_arg` is `seed`, wherever the case passes it (by position or keyword)."""
     bound = inspect.signature(ex.reference).bind(*case.args, **case.kwargs)
     bound.arguments[ex.seed_arg] = seed
@@ -96,8 +96,8 @@ def seed_failure(ex: Exercise, fn: Callable, case: Case, expected: Any) -> Optio
         return (f"it gives different outputs for the same seed (`{arg}` = {describe(seed)}): "
                 f"does it use the global RNG instead of `{arg}`?")
     ignored = None
-    for other_seed in _other_seeds(seed):
-        other_case = _with_seed(ex, case, other_seed)
+    for other_seed in other_seeds(seed):
+        other_case = with_seed(ex, case, other_seed)
         if _same(ex, expected, _reference(ex, other_case)):
             continue  # the right output does not change with this seed either
         other, failure = _run(ex, fn, other_case, rng_seed=1)

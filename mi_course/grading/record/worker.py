@@ -76,7 +76,7 @@ def _calls(ex: Any, case: Case) -> list[tuple[Case, int | None]]:
     if ex.seed_arg is None:
         return [(case, None)]
     seed = inspect.signature(ex.reference).bind(*case.args, **case.kwargs).arguments[ex.seed_arg]
-    others = [(seeding._with_seed(ex, case, other), 1) for other in seeding._other_seeds(seed)]
+    others = [(seeding.with_seed(ex, case, other), 1) for other in seeding.other_seeds(seed)]
     return [(case, None), (case, 1), (case, 2), *others]
 
 
