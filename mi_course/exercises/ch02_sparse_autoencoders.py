@@ -250,15 +250,18 @@ register(Exercise(
 
 def _match_cases(seed: int = 0) -> list[Case]:
     g = _gen(seed, 0)
-    features = ref.random_unit_features(4, 6, g)
-    # Latent 0 sits between features 0 and 1 and is the closest to both; greedy gives it to both.
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    basis = q.T                                   # orthonormal rows, randomly rotated
+    features = basis[:4]
+    # Latent 0 is the closest latent to both features 0 and 1 (cosines 0.74 and 0.67); latents 1
+    # and 2 are each a little further (0.64) from one of them. Greedy gives latent 0 to both.
     W_dec = torch.stack([
-        features[0] + features[1],
-        features[0] + 0.3 * torch.randn(6, generator=g),
-        features[1] + 0.3 * torch.randn(6, generator=g),
-        features[2] + 0.1 * torch.randn(6, generator=g),
-        features[3] + 0.1 * torch.randn(6, generator=g),
-        torch.randn(6, generator=g),
+        basis[0] + 0.9 * basis[1],
+        basis[0] + 1.2 * basis[4],
+        basis[1] + 1.2 * basis[5],
+        basis[2] + 0.2 * basis[4],
+        basis[3] + 0.2 * basis[5],
+        basis[4] - basis[5],
     ])
     cases = [Case(args=(W_dec, features), label="6 latents, 4 features; one latent is closest to two features")]
     g = _gen(seed, 1)
