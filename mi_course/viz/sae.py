@@ -31,7 +31,7 @@ def plot_recovery(
     ax.set_xlabel("L1 coefficient")
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return finish(fig)
 
@@ -44,12 +44,12 @@ def plot_frontier(runs: Mapping[str, tuple[Sequence[float], Sequence[float], Seq
         l0, ev = to_numpy(l0), to_numpy(ev)
         ax.plot(l0, ev, "o-", label=label)
         for x, y, name in zip(l0, ev, names):
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("L0 (mean active latents per input)")
     ax.set_ylabel("explained variance")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     ax.grid(alpha=0.3)
     return finish(fig)
 
@@ -59,7 +59,7 @@ def plot_on_grid(maps: Float[Tensor, "units cells"], titles: Sequence[str], supt
     maps = to_numpy(maps).reshape(len(maps), SIZE, SIZE)
     columns = min(len(maps), 6)
     rows = -(-len(maps) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns + 0.4, 1.45 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 0.3, 1.65 * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, grid, title in zip(axes.flat, maps, titles):
@@ -83,11 +83,12 @@ def plot_detection(
     for i, (label, values) in enumerate(scores.items()):
         ax.bar(positions + (i - (len(scores) - 1) / 2) * width, to_numpy(values), width, label=label)
     ax.set_xticks(positions)
-    ax.set_xticklabels(variable_names, rotation=90, fontsize=7)
+    ax.set_xticklabels(variable_names, rotation=20, fontsize=9)
     ax.set_ylabel("best F1 as a detector")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.35)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=len(scores), loc="upper right")
+    ax.legend(fontsize=9, ncol=2, loc="upper center")
     return finish(fig)
 
 
@@ -103,5 +104,5 @@ def plot_move_effects(effects: Mapping[str, Float[Tensor, "move"]], title: str) 
     ax.set_xticklabels([f"log p({move})" for move in MOVES])
     ax.set_ylabel("change (nats)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return finish(fig)
