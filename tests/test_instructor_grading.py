@@ -6,6 +6,7 @@ The worker-backed tests share one small class, graded once (a few fresh workers,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -119,6 +120,27 @@ def test_outputs_cross_as_plain_data_and_tensor_subclasses_do_not(tmp_path):
     for cheat in (torch.zeros(2).as_subclass(Anything), Equal(), [torch.zeros(1), Equal()]):
         with pytest.raises(plain.NotPlain):
             plain.encode(cheat, {})
+
+
+def test_the_courses_own_dataclasses_cross_by_their_fields_and_lookalikes_do_not(tmp_path):
+    from mi_course.grading.compare import compare
+    from mi_course.sae import SAE
+
+    weights = SAE(torch.randn(2, 3, 4), torch.zeros(2, 4), torch.randn(2, 4, 3), torch.zeros(2, 3))
+    tensors: dict = {}
+    spec = json.loads(json.dumps(plain.encode(weights, tensors)))
+    plain.save_tensors(tensors, tmp_path / "o")
+    back = plain.decode(spec, plain.load_tensors(tmp_path / "o"))
+    assert type(back) is SAE and compare(weights, back, 0, 0) is None
+    assert "W_dec" in compare(weights, SAE(weights.W_enc, weights.b_enc, -weights.W_dec, weights.b_dec), 1e-4, 1e-5)
+
+    @dataclasses.dataclass
+    class Impostor:  # claims the course's module and name, but is not the course's class
+        W_enc: torch.Tensor
+
+    Impostor.__module__, Impostor.__qualname__ = "mi_course.sae", "SAE"
+    with pytest.raises(plain.NotPlain):
+        plain.encode(Impostor(torch.zeros(1)), {})
 
 
 def test_answers_precomputed_on_the_public_cases_pass_self_grading_only():

@@ -6,6 +6,8 @@ wrong kind of object, device, shape, dtype, NaN/inf, and only then the values.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 import numbers
@@ -104,6 +106,15 @@ def compare(expected: Any, got: Any, rtol: float, atol: float, check_dtype: bool
             return f"{where} should be a dict with keys {sorted(expected)}, got {describe(got)}"
         for k in expected:
             reason = compare(expected[k], got[k], rtol, atol, check_dtype, f"{where}[{k!r}]", computed)
+            if reason:
+                return reason
+        return None
+    if dataclasses.is_dataclass(expected) and not isinstance(expected, type):
+        if type(got) is not type(expected):
+            return f"{where} should be a {type(expected).__name__}, got {describe(got)}"
+        for f in dataclasses.fields(expected):
+            reason = compare(getattr(expected, f.name), getattr(got, f.name), rtol, atol, check_dtype,
+                             f"{where}.{f.name}", computed)
             if reason:
                 return reason
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 import numpy as np
 from jaxtyping import Float
 from matplotlib.figure import Figure
@@ -40,18 +41,36 @@ def plot_frontier(runs: Mapping[str, tuple[Sequence[float], Sequence[float], Seq
     """L0 against explained variance, one line per family of SAEs (label -> (l0, ev, point names)).
     Up and to the left is better: more variance explained with fewer active latents."""
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    notes = []
     for label, (l0, ev, names) in runs.items():
         l0, ev = to_numpy(l0), to_numpy(ev)
         ax.plot(l0, ev, "o-", label=label)
-        for x, y, name in zip(l0, ev, names):
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=9)
+        notes += [ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=9)
+                  for x, y, name in zip(l0, ev, names)]
     ax.set_xscale("log")
     ax.set_xlabel("L0 (mean active latents per input)")
     ax.set_ylabel("explained variance")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=9, loc="lower right")
     ax.grid(alpha=0.3)
-    return finish(fig)
+    fig = finish(fig)
+    _drop_crowded(fig, notes)
+    return fig
+
+
+def _drop_crowded(fig: Figure, notes: list) -> None:
+    """Remove point labels that would sit on an earlier one: crowded points keep the first label."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    kept = []
+    for note in notes:
+        box = note.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in kept):
+            note.remove()
+        else:
+            kept.append(box)
 
 
 def plot_on_grid(maps: Float[Tensor, "units cells"], titles: Sequence[str], suptitle: str) -> Figure:
@@ -70,6 +89,8 @@ def plot_on_grid(maps: Float[Tensor, "units cells"], titles: Sequence[str], supt
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(suptitle, fontsize=10)
+    fig.supxlabel("x (column, left to right)", fontsize=9)
+    fig.supylabel("y (row, bottom to top)", fontsize=9)
     return finish(fig)
 
 
@@ -84,6 +105,7 @@ def plot_detection(
         ax.bar(positions + (i - (len(scores) - 1) / 2) * width, to_numpy(values), width, label=label)
     ax.set_xticks(positions)
     ax.set_xticklabels(variable_names, rotation=20, fontsize=9)
+    ax.set_xlabel("known variable")
     ax.set_ylabel("best F1 as a detector")
     ax.set_ylim(0, 1.35)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
@@ -102,6 +124,7 @@ def plot_move_effects(effects: Mapping[str, Float[Tensor, "move"]], title: str) 
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xticks(positions)
     ax.set_xticklabels([f"log p({move})" for move in MOVES])
+    ax.set_xlabel("next-move token")
     ax.set_ylabel("change (nats)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=9)

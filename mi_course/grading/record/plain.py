@@ -2,7 +2,8 @@
 
 Nothing is ever unpickled. An output is accepted only when it is built from plain tensors
 (`type(x) is torch.Tensor`), numpy arrays, numbers, strings, None and lists, tuples and dicts
-of those: a tensor subclass that compares equal to anything cannot cross.
+of those, and the course's own dataclasses (only their fields cross; the grader rebuilds the
+class): a tensor subclass that compares equal to anything cannot cross.
 
 `fingerprint` names a call's inputs by content, so the grader can tell which hidden case the
 worker's output belongs to without either side trusting the other's objects.
@@ -10,7 +11,9 @@ worker's output belongs to without either side trusting the other's objects.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,12 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
+
+
+def _course_dataclass(cls: type) -> bool:
+    """A dataclass the course itself defines (an SAE's weights, say): its fields can cross."""
+    return dataclasses.is_dataclass(cls) and cls.__module__.startswith("mi_course.") \
+        and getattr(importlib.import_module(cls.__module__), cls.__qualname__, None) is cls
 
 
 class NotPlain(TypeError):
@@ -54,6 +63,10 @@ def encode(value: Any, tensors: dict[str, Any]) -> Any:
         return {type(value).__name__: [encode(v, tensors) for v in value]}
     if type(value) is dict and all(type(k) is str for k in value):
         return {"dict": {k: encode(v, tensors) for k, v in value.items()}}
+    if _course_dataclass(type(value)):
+        # Only the fields cross, as plain data; the grader rebuilds the course's own class.
+        fields = {f.name: encode(getattr(value, f.name), tensors) for f in dataclasses.fields(value)}
+        return {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": fields}
     raise NotPlain(f"a {type(value).__module__}.{type(value).__qualname__}, which cannot be graded; "
                    "return tensors, numbers, or lists/tuples/dicts of them")
 
@@ -61,7 +74,7 @@ def encode(value: Any, tensors: dict[str, Any]) -> Any:
 def decode(spec: Any, tensors: dict[str, Any]) -> Any:
     if spec is None or isinstance(spec, (bool, str)):
         return spec
-    (tag, body), = ((k, v) for k, v in spec.items() if k not in ("device", "dtype"))
+    (tag, body), = ((k, v) for k, v in spec.items() if k not in ("device", "dtype", "fields"))
     if tag == "int":
         return int(body)
     if tag == "float":
@@ -75,6 +88,12 @@ def decode(spec: Any, tensors: dict[str, Any]) -> Any:
         return items if tag == "list" else tuple(items)
     if tag == "dict":
         return {k: decode(v, tensors) for k, v in body.items()}
+    if tag == "dataclass":
+        module, _, name = body.partition(":")
+        cls = getattr(importlib.import_module(module), name, None) if module.startswith("mi_course.") else None
+        if cls is None or not _course_dataclass(cls):
+            raise ValueError(f"{body!r} is not one of the course's dataclasses")
+        return cls(**{k: decode(v, tensors) for k, v in spec["fields"].items()})
     raise ValueError(f"unknown output tag {tag!r}")
 
 
