@@ -118,7 +118,7 @@ def _feed(h: "hashlib._Hash", value: Any) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif isinstance(value, torch.Generator):
         h.update(value.get_state().numpy().tobytes())
     elif isinstance(value, np.ndarray):

@@ -148,5 +148,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main(Path(sys.argv[1])))
     except Exception:
+        sys.stdout.flush()  # the hand-out's own prints first, so the log ends with the error
         traceback.print_exc()
         sys.exit(WORKER_ERROR)
