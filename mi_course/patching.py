@@ -129,25 +129,60 @@ def patch_sweep(
     without its batch axis. Rows are `variant x batch`, copy-major; they are cut into chunks of
     at most `max_rows` rows (at least one variant per chunk), so peak memory is that of one forward
     pass over `max_rows` rows, whatever the number of variants.
+
+    Blocks before the first patched layer of a chunk compute the same thing in every variant, so
+    the chunk starts there, from the run's residual stream (`start_at_layer`): a sweep over the
+    layers of an L-layer model costs about (L + 1) / 2L of the full forward passes.
     """
     n_variants = next(iter(masks.values())).shape[0]
     if any(mask.shape[0] != n_variants for mask in masks.values()):
         raise ValueError("every mask must have the same number of variants (its first axis)")
     tokens = tokens.to(model.cfg.device)
+    edits = dict(edits or {})
     per_chunk = max(1, max_rows // tokens.shape[0])
-    values = []
+    shared = _SharedPrefix(model, tokens, edits)
+    # Each variant's first patched block; chunks never mix first blocks, so each starts late.
+    first = torch.stack([
+        torch.where(mask.flatten(1).any(1), _layer_of(name), model.cfg.n_layers) for name, mask in masks.items()
+    ]).amin(0)
+    values = torch.zeros(n_variants, device=model.cfg.device)
     with torch.no_grad():
-        for start in range(0, n_variants, per_chunk):
-            chunk = slice(start, min(start + per_chunk, n_variants))
-            size = chunk.stop - chunk.start
-            hooks = [(name, _edit_hook(edit, size)) for name, edit in (edits or {}).items()]
-            for name, mask in masks.items():
-                part = mask[chunk].to(model.cfg.device)
-                if part.any():
-                    hooks.append((name, _patch_hook(source[name], part)))
-            logits = model.run_with_hooks(tokens.repeat(size, 1), fwd_hooks=hooks)
-            values.append(metric(logits.unflatten(0, (size, -1))))
-    return torch.cat(values)
+        for layer in first.unique().tolist():
+            group = (first == layer).nonzero()[:, 0]
+            for chunk in group.split(per_chunk):
+                patches = {name: mask[chunk].to(model.cfg.device) for name, mask in masks.items()}
+                patches = {name: mask for name, mask in patches.items() if mask.any()}
+                start, inputs = shared.inputs(layer if patches else 0, len(chunk))
+                hooks = [(name, _edit_hook(edit, len(chunk))) for name, edit in edits.items() if _layer_of(name) >= start]
+                hooks += [(name, _patch_hook(source[name], mask)) for name, mask in patches.items()]
+                logits = model.run_with_hooks(inputs, fwd_hooks=hooks, start_at_layer=start or None)
+                values[chunk.to(values.device)] = metric(logits.unflatten(0, (len(chunk), -1))).to(values.dtype)
+    return values
+
+
+def _layer_of(name: str) -> int:
+    """The block a hook belongs to (0 for hooks before the first block, such as `hook_embed`)."""
+    parts = name.split(".")
+    return int(parts[1]) if parts[0] == "blocks" else 0
+
+
+class _SharedPrefix:
+    """Where a chunk of variants can start: the run's residual stream before block `layer`
+    (computed once, with the edits), or the tokens. Edits inside blocks would be applied twice
+    by a run that starts from an edited residual, so with such edits every chunk starts at 0."""
+
+    def __init__(self, model: TransformerBridge, tokens: Tensor, edits: Mapping[str, Edit]) -> None:
+        self.model, self.tokens, self.edits = model, tokens, edits
+        self.enabled = all(not name.startswith("blocks.") for name in edits)
+        self.resid: dict[str, Tensor] | None = None
+
+    def inputs(self, layer: int, copies: int) -> tuple[int, Tensor]:
+        if layer == 0 or layer >= self.model.cfg.n_layers or not self.enabled:
+            return 0, self.tokens.repeat(copies, 1)
+        if self.resid is None:
+            names = [f"blocks.{block}.hook_resid_pre" for block in range(1, self.model.cfg.n_layers)]
+            self.resid = cache_activations(self.model, self.tokens, names, self.edits)
+        return layer, self.resid[f"blocks.{layer}.hook_resid_pre"].repeat(copies, 1, 1)
 
 
 def _patch_hook(source: Tensor, mask: Bool[Tensor, "variant ..."]):
