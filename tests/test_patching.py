@@ -112,3 +112,39 @@ def test_causal_trace_restoring_everything_at_the_last_layer_recovers_the_clean_
         clean_value = metric(model(clean)[None])[0]
     # The final position's block output at the last layer is all the metric reads.
     assert traced["hidden"][-1, -2].item() == pytest.approx(clean_value.item(), abs=1e-4)
+
+
+def test_sublayer_sweep_and_tracing_on_the_fact_recall_model(monkeypatch):
+    """On a model with MLPs: the three sublayer sweeps equal `get_act_patch_block_every`, and
+    restoring the final block output at the last layer undoes the noise completely."""
+    import transformer_lens.patching as tlp
+
+    from mi_course.data import facts
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    recall_model = load_model("facts-4l", device="cpu")
+    clean, corrupt = facts.swap_pairs(6, seed=1)
+
+    def metric(logits):
+        return P.logit_diff(logits, clean.final, clean.answer, corrupt.answer)
+
+    expected = _tl(tlp.get_act_patch_block_every, recall_model, clean.tokens, corrupt.tokens, metric)
+    got = P.every_sublayer(recall_model, clean.tokens, corrupt.tokens, metric)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+    kb = [fact for fact in facts.knowledge_base() if fact.relation == "city" and len(fact.subject) == 2][:6]
+    aligned = facts.make_prompts(kb, ["the town where S lives is"] * len(kb))
+
+    def prob(logits):
+        return P.answer_prob(logits, aligned.final, aligned.answer)
+
+    std = P.subject_embedding_std(recall_model, aligned.tokens, aligned.subject_mask)
+    noise = P.subject_noise(recall_model, aligned.subject_mask, std, samples=2)
+    traced = P.causal_trace(recall_model, aligned.tokens, noise, prob)
+    assert set(traced) == {"hidden", "mlp", "attn"}
+    with torch.no_grad():
+        clean_prob = prob(recall_model(aligned.tokens)[None])[0]
+    final = int(aligned.final[0])
+    assert traced["hidden"][-1, final].item() == pytest.approx(clean_prob.item(), abs=1e-4)
+    noised = traced["hidden"][0, 0]  # <bos> is never noised: restoring it changes nothing
+    assert traced["hidden"][-1, final] - noised > 0.5, "restoring the last state undoes the noise"
