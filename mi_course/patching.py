@@ -153,7 +153,9 @@ def patch_sweep(
                 patches = {name: mask[chunk].to(model.cfg.device) for name, mask in masks.items()}
                 patches = {name: mask for name, mask in patches.items() if mask.any()}
                 start, inputs = shared.inputs(layer if patches else 0, len(chunk))
-                hooks = [(name, _edit_hook(edit, len(chunk))) for name, edit in edits.items() if _layer_of(name) >= start]
+                hooks = [
+                    (name, _edit_hook(edit, len(chunk))) for name, edit in edits.items() if _layer_of(name) >= start
+                ]
                 hooks += [(name, _patch_hook(source[name], mask)) for name, mask in patches.items()]
                 logits = model.run_with_hooks(inputs, fwd_hooks=hooks, start_at_layer=start or None)
                 values[chunk.to(values.device)] = metric(logits.unflatten(0, (len(chunk), -1))).to(values.dtype)
@@ -215,7 +217,9 @@ def _runs(
     if direction not in ("denoising", "noising"):
         raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
     if clean_tokens.shape != corrupt_tokens.shape:
-        raise ValueError(f"clean and corrupt tokens differ in shape: {tuple(clean_tokens.shape)} vs {tuple(corrupt_tokens.shape)}")
+        raise ValueError(
+            f"clean and corrupt tokens differ in shape: {tuple(clean_tokens.shape)} vs {tuple(corrupt_tokens.shape)}"
+        )
     run, other = (corrupt_tokens, clean_tokens) if direction == "denoising" else (clean_tokens, corrupt_tokens)
     return run, cache_activations(model, other, names)
 

@@ -182,7 +182,10 @@ def make_prompts(
     """Prompts stating `facts[i]` with `phrasings[i]` (after `fillers[i]`), right-padded with `<pad>`."""
     if len(phrasings) != len(facts) or (fillers is not None and len(fillers) != len(facts)):
         raise ValueError("facts, phrasings and fillers must have the same length")
-    rows = [prompt_words(fact, phrasing, fillers[i] if fillers else ()) for i, (fact, phrasing) in enumerate(zip(facts, phrasings))]
+    rows = [
+        prompt_words(fact, phrasing, fillers[i] if fillers else ())
+        for i, (fact, phrasing) in enumerate(zip(facts, phrasings))
+    ]
     width = max(len(words) for words, _ in rows)
     pad = [PAD] * width
     tokens = torch.tensor([[TOKEN_ID[word] for word in (words + pad)[:width]] for words, _ in rows])

@@ -3,12 +3,14 @@
 The data (`mi_course.data.facts`) state 1,500 facts about 300 two- and three-token subjects in
 7 phrasings per relation, plainly and after a short filler; one more phrasing per relation is held
 out. The recipe came from a feasibility search (summarised in the model card):
-- the loss is cross-entropy on the object token only. With a loss on every next token the model
-  spent its capacity on predicting phrasings and names, recalled facts from only 2 of the 5 held-out
-  phrasings, and causal tracing found no early MLP site at the last subject token;
+- the loss is cross-entropy on the object token only. With a loss on every next token the
+  feasibility models recalled facts in only 2 of the 5 held-out phrasings, and causal tracing found
+  no early MLP site specific to the last subject token;
 - fillers before the prompt move the subject around, so positions cannot stand in for it;
-- 4 layers of d_model 128 with MLPs: a model with room for an "enrichment" stage at the subject and
-  a "read-out" stage at the final token, the two sites Meng et al. (2022) found in GPT-2.
+- 4 layers with MLPs: room for an "enrichment" stage at the subject and a "read-out" stage at
+  the final token, the two sites Meng et al. (2022) found in GPT-2. d_model 64 rather than the
+  128 of the feasibility runs, so that three seeds train on a shared 2-core machine.
+Release criteria (TARGETS): top-1 recall >= 0.95 on training phrasings, >= 0.90 on held-out ones.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ def train(seed: int = 0, out_dir: str | Path | None = None, steps: int | None = 
     generator = torch.Generator().manual_seed(seed)
     result = fit(
         model, lambda: rows[torch.randint(len(rows), (BATCH,), generator=generator)], steps, LR,
-        schedule=warmup_cosine(steps), weight_decay=WEIGHT_DECAY, loss_fn=object_loss, progress=progress, desc=f"{NAME} seed {seed}",
+        schedule=warmup_cosine(steps), weight_decay=WEIGHT_DECAY, loss_fn=object_loss,
+        progress=progress, desc=f"{NAME} seed {seed}",
     )
     metrics = result.report(seed, steps, evaluate(model) | trace_metrics(model))
     if out_dir is not None:

@@ -43,7 +43,9 @@ def trace_heatmaps(
     return finish(fig)
 
 
-def layer_by_site(values: Float[Tensor, "layer site"], site_labels: Sequence[str], title: str, value_label: str) -> Figure:
+def layer_by_site(
+    values: Float[Tensor, "layer site"], site_labels: Sequence[str], title: str, value_label: str
+) -> Figure:
     """A signed heatmap of a patching sweep: rows are layers, columns sites (positions or heads)."""
     data = to_numpy(values)
     limit = max(abs(float(data.min())), abs(float(data.max())), 1e-6)
