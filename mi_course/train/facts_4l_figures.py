@@ -21,11 +21,9 @@ import torch
 
 matplotlib.use("Agg")
 
-from mi_course.models.checkpoint import load_checkpoint  # noqa: E402
+from mi_course.models.checkpoint import WEIGHTS_DIR, load_checkpoint  # noqa: E402
 from mi_course.train.facts_4l import ROLES, trace_by_role  # noqa: E402
 from mi_course.viz.patching import trace_heatmaps  # noqa: E402
-
-from mi_course.models.checkpoint import WEIGHTS_DIR  # noqa: E402
 
 
 def main() -> None:
