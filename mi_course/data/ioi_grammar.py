@@ -33,23 +33,15 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from mi_course.data import ioi
+from mi_course.data.ioi import BOS, NAMES, PAD, UNK
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-PAD, BOS, UNK = "<pad>", "<bos>", "<unk>"
+# The names and the first places are ioi-3l's, so the two languages share their words.
+PLACES: tuple[str, ...] = ioi.PLACES + ("cafe", "museum")
 
-NAMES: tuple[str, ...] = (
-    "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Alice", "Bob",
-    "Kate", "Anna", "Paul", "Mark", "Lisa", "Sara", "Jane", "Max", "Sam", "Ben",
-    "Eric", "Ryan", "Adam", "Emma", "Lucy", "Rose", "Jack", "Luke", "Sean", "Carl",
-    "Hugh", "Ivan", "Jill", "Nina", "Owen", "Pete", "Rita", "Ruth", "Saul", "Tina",
-    "Vera", "Walt", "Zoe", "Greg", "Fred", "Beth", "Dora", "Gus", "Hank", "Iris",
-    "Joan", "Kyle", "Leah", "Mona", "Neil", "Olga", "Phil", "Ross", "Todd", "Tara",
-)
-PLACES: tuple[str, ...] = (
-    "store", "garden", "restaurant", "school", "hospital", "office", "station", "house",
-    "park", "church", "market", "library", "beach", "farm", "cafe", "museum",
-)
 OBJECTS: tuple[str, ...] = (
     "drink", "ring", "bone", "basketball", "computer", "necklace", "book", "letter",
     "snack", "apple", "key", "hat", "ticket", "cake", "pen", "bag",
