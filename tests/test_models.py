@@ -44,6 +44,15 @@ def test_shipped_model_loads_offline_ready_to_use(name, monkeypatch):
     assert tokens[0, 0].item() == model.tokenizer.bos_token_id, "to_tokens prepends BOS"
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_records_release_metrics_that_meet_its_criteria(name):
+    from mi_course.train import training_module
+
+    recorded = json.loads((checkpoint.WEIGHTS_DIR / name / checkpoint.METRICS_FILE).read_text())
+    assert {"seed", "steps"} <= set(recorded)
+    assert training_module(name).missed_targets(recorded) == []
+
+
 def test_default_device_comes_from_runtime(monkeypatch):
     monkeypatch.setenv("MI_COURSE_DEVICE", "cpu")
     assert next(load_model("attn-only-2l").parameters()).device.type == "cpu"

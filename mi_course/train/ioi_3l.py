@@ -126,5 +126,5 @@ def train(
     )
     metrics = result.report(seed, steps, evaluate(model))
     if out_dir is not None:
-        save_checkpoint(model, out_dir)
+        save_checkpoint(model, out_dir, metrics)
     return metrics
