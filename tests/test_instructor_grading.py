@@ -318,8 +318,13 @@ def graded_class(tmp_path_factory):
         "not_a_notebook": d / "not_a_notebook.ipynb",
     }
     paths["not_a_notebook"].write_text('{"cells": [')
-    progress = Path(os.environ["MI_COURSE_PROGRESS"])
-    graded = grade_class(list(paths.values()), seed=20261128, limit_s=150, jobs=2)
+    # The grader's own progress file, fresh: other tests of the session record into theirs.
+    session_progress, progress = os.environ["MI_COURSE_PROGRESS"], d / "grader-progress.json"
+    os.environ["MI_COURSE_PROGRESS"] = str(progress)
+    try:
+        graded = grade_class(list(paths.values()), seed=20261128, limit_s=150, jobs=2)
+    finally:
+        os.environ["MI_COURSE_PROGRESS"] = session_progress
     yield {name: sub for name, sub in zip(paths, graded.submissions)}, graded, planted, progress
     for path in planted:
         path.unlink(missing_ok=True)
