@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 from jaxtyping import Bool, Int
@@ -312,12 +312,17 @@ def _narrative_sentence(rng: random.Random) -> list[str]:
 
 
 def _repeat_sentence(rng: random.Random, n_ctx: int) -> list[str]:
+    """Names (about a third of the words) come from four per row, so no held-out pair meets."""
+    return repeated_segment_row(rng, n_ctx, _choose_names(rng, 4, "train"), _OTHER_WORDS)
+
+
+def repeated_segment_row(
+    rng: random.Random, n_ctx: int, names: Sequence[str], other_words: Sequence[str]
+) -> list[str]:
     """Random words in which a segment recurs later at a random place: predictable only by
-    induction. Random positions and lengths leave no positional shortcut. Names (about a third
-    of the words) come from four per row, so no held-out pair meets."""
+    induction. Random positions and lengths leave no positional shortcut."""
     length = n_ctx - 1
-    names = _choose_names(rng, 4, "train")
-    words = [rng.choice(names) if rng.random() < 0.3 else rng.choice(_OTHER_WORDS) for _ in range(length)]
+    words = [rng.choice(names) if rng.random() < 0.3 else rng.choice(other_words) for _ in range(length)]
     segment = rng.randint(3, length // 3)
     first = rng.randint(0, length - 2 * segment)
     second = rng.randint(first + segment, length - segment)

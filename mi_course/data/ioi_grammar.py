@@ -376,16 +376,9 @@ def _narrative_row(rng: random.Random) -> list[str]:
 
 
 def _repeat_row(rng: random.Random, n_ctx: int) -> list[str]:
-    """Random words in which a segment recurs at a random later place: predictable only by
-    induction. Names (about a third of the words) come from four per row, none a held-out pair."""
-    length = n_ctx - 1
-    names = _choose_names(rng, 4, "train")
-    words = [rng.choice(names) if rng.random() < 0.3 else rng.choice(_OTHER_WORDS) for _ in range(length)]
-    segment = rng.randint(3, length // 3)
-    first = rng.randint(0, length - 2 * segment)
-    second = rng.randint(first + segment, length - segment)
-    words[second : second + segment] = words[first : first + segment]
-    return words
+    """A repeated segment, predictable only by induction (see `ioi.repeated_segment_row`); names
+    come from four per row, none a held-out pair."""
+    return ioi.repeated_segment_row(rng, n_ctx, _choose_names(rng, 4, "train"), _OTHER_WORDS)
 
 
 def training_batch(
