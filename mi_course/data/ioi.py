@@ -169,12 +169,17 @@ def _encode(words: list[str]) -> list[int]:
     return [TOKEN_ID[BOS]] + [TOKEN_ID[word] for word in words]
 
 
-def _pad(rows: list[list[int]], length: int | None = None) -> Int[Tensor, "batch pos"]:
+def pad_rows(rows: list[list[int]], pad_id: int, length: int | None = None) -> Int[Tensor, "batch pos"]:
+    """Token rows as one tensor, cut or filled with `pad_id` to `length` (default: the longest)."""
     length = length or max(len(row) for row in rows)
-    out = torch.full((len(rows), length), TOKEN_ID[PAD], dtype=torch.long)
+    out = torch.full((len(rows), length), pad_id, dtype=torch.long)
     for index, row in enumerate(rows):
         out[index, : len(row)] = torch.tensor(row[:length])
     return out
+
+
+def _pad(rows: list[list[int]], length: int | None = None) -> Int[Tensor, "batch pos"]:
+    return pad_rows(rows, TOKEN_ID[PAD], length)
 
 
 # --- prompt sets for evaluation and analysis ------------------------------------------------

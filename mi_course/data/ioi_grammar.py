@@ -286,11 +286,7 @@ def _encode(words: list[str]) -> list[int]:
 
 
 def _pad(rows: list[list[int]], length: int | None = None) -> Int[Tensor, "batch pos"]:
-    length = length or max(len(row) for row in rows)
-    out = torch.full((len(rows), length), TOKEN_ID[PAD], dtype=torch.long)
-    for index, row in enumerate(rows):
-        out[index, : len(row)] = torch.tensor(row[:length])
-    return out
+    return ioi.pad_rows(rows, TOKEN_ID[PAD], length)
 
 
 def _sentence(
