@@ -3,9 +3,9 @@
 Fast tests: the hold-out guarantees (no held-out structure and no held-out name pair ever reaches
 a training row), the one rule every sentence obeys (IO is the only name mentioned once), aligned
 clean/corrupted prompts, and that a GPT-2 checkpoint boots into a TransformerBridge from local
-files with no network wait. `ioi-4l` is not shipped (docs/model_cards/ioi-4l-draft.md records
-why): the slow test retrains three seeds against the release criteria and is marked xfail until
-they are met.
+files with no network wait. The shipped `ioi-4l` is the one seed of its recipe that met the release criteria (its model card
+records the search): the slow test retrains three seeds against them and is marked xfail until
+all three meet them.
 """
 
 from __future__ import annotations
@@ -166,6 +166,9 @@ def test_gpt2_checkpoint_boots_into_a_bridge_offline(tmp_path):
     from mi_course.models.checkpoint import load_checkpoint, load_random_init, save_gpt2_checkpoint
 
     hf = ioi_4l.fresh_gpt2(0, **TINY).eval()
+    with torch.no_grad():  # the checkpoint stores float16: make the reference exactly representable
+        for parameter in hf.parameters():
+            parameter.copy_(parameter.half().float())
     save_gpt2_checkpoint(hf, g.build_tokenizer, tmp_path / "run")
     model = load_checkpoint(tmp_path / "run")
     tokens = g.ioi_prompts(4, seed=0).clean
@@ -212,8 +215,8 @@ def test_release_criteria_are_checked_per_heldout_structure():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="ioi-4l is not released: in the search 1 of 3 seeds met the criteria "
-                   "(docs/model_cards/ioi-4l-draft.md)", strict=False)
+@pytest.mark.xfail(reason="ioi-4l's recipe met the criteria on 1 of 3 seeds in the search "
+                   "(mi_course/weights/ioi-4l/MODEL_CARD.md)", strict=False)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_retraining_meets_the_release_criteria(seed, tmp_path):
     metrics = ioi_4l.train(seed=seed, out_dir=tmp_path, progress=False)

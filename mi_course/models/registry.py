@@ -97,6 +97,17 @@ MODELS: dict[str, ModelSpec] = {
             chapter="06_ioi_circuit",
         ),
         _shipped(
+            "ioi-4l",
+            description="4-layer GPT-2-architecture transformer (d_model 128, 8 heads, MLPs) that "
+            "predicts the indirect object in sentences from a grammar, including sentence structures "
+            "it never saw; booted with TransformerBridge.boot_transformers from local files; seed 0 "
+            "of a recipe that met its release criteria on 1 of 3 seeds (model card)",
+            training_data="synthetic word-level language (146 words): IOI sentences from a grammar "
+            "(intro, optional middle, final clause; 100 of 240 structures and 10% of name pairs held "
+            "out), narrative sentences, random word strings with a repeated segment",
+            chapter="06_ioi_circuit",
+        ),
+        _shipped(
             "gridwalk-3l",
             description="3-layer transformer (d_model 64, 4 heads, MLPs, LayerNorm) that predicts "
             "the next move of a walk on a 5x5 grid; the current cell is linearly decodable after "
@@ -107,7 +118,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _shipped(
             "facts-4l",
-            description="4-layer transformer (d_model 128, 4 heads, MLPs, LayerNorm) that recalls "
+            description="4-layer transformer (d_model 64, 4 heads, MLPs, LayerNorm) that recalls "
             "one-token objects of facts about 2-3 token subjects; causal tracing finds early MLPs "
             "at the last subject token and late layers at the final token (model card)",
             training_data="synthetic: 1,500 facts (300 people x city, job, sport, language, pet) "
