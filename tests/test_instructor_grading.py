@@ -23,6 +23,7 @@ import torch
 import grading_submissions as subs
 from mi_course import cli
 from mi_course.grading import check, get_exercise
+from mi_course.grading.exercise import all_exercises
 from mi_course.grading.record import (ClassGrade, SubmissionGrade, grade_class, handout, isolation, judge, plain,
                                       report, similarity)
 from mi_course.grading.record.judge import ExerciseGrade, NotWrittenOut, value_answer
@@ -231,6 +232,49 @@ def test_the_course_functions_behind_a_thin_reference_are_locked_too():
 
     assert repeated_tokens in guard.behind(get_exercise("ch03.repeated_tokens").reference)
     assert guard.behind(get_exercise("ch01.max_abs_cosine").reference) == []
+
+
+def test_helpers_a_chapter_hands_out_stay_open_and_references_never_do():
+    """`SAE.encode` calls `encoder_preacts`, which is behind Chapter 2's `sae_forward` reference: the
+    exercises whose answers may call `SAE.encode` hand it out, so it stays open; a reference named
+    as handed out stays locked."""
+    from mi_course import sae
+    from mi_course.grading.record import guard
+
+    chapter_2 = [e for e in all_exercises() if e.chapter == "ch02"]
+    locked = {id(guard.underlying(f)) for f in guard.to_lock(chapter_2)}
+    assert id(sae.sae_forward) in locked and id(sae.encoder_preacts) not in locked
+    only_forward = {id(guard.underlying(f)) for f in guard.to_lock([get_exercise("ch02.sae_forward")])}
+    assert id(sae.encoder_preacts) in only_forward, "nothing handed out: the helper behind the reference is locked"
+    greedy = dataclasses.replace(get_exercise("ch02.remove_latent"), handed_out=("mi_course.sae.remove_latent",))
+    assert id(sae.remove_latent) in {id(guard.underlying(f)) for f in guard.to_lock([greedy])}
+
+
+def test_handed_out_names_resolve_and_are_no_exercises_reference():
+    from mi_course.grading.record import guard
+
+    references = {id(guard.underlying(e.reference)) for e in all_exercises() if callable(e.reference)}
+    handed = [(e.id, name) for e in all_exercises() for name in e.handed_out]
+    assert handed, "some chapter hands out a helper"
+    for exercise_id, name in handed:
+        assert name.startswith("mi_course."), (exercise_id, name)
+        assert id(guard.underlying(guard._resolve(name)[2])) not in references, (exercise_id, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted((subs.ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_solution_notebook_earns_full_credit_when_similar_answers_are_accepted(path, tmp_path):
+    """The solutions are correct answers: recorded on hidden cases, with `--accept-similar` (many of
+    them are the reference's code), each earns every exercise of its chapter."""
+    session_progress = os.environ["MI_COURSE_PROGRESS"]
+    os.environ["MI_COURSE_PROGRESS"] = str(tmp_path / "progress.json")
+    try:
+        graded = grade_class([path], seed=20261129, limit_s=400, jobs=1, accept_similar=True)
+    finally:
+        os.environ["MI_COURSE_PROGRESS"] = session_progress
+    rows = graded.submissions[0].exercises
+    assert rows and all(e.status == "passed" for e in rows), [(e.exercise_id, e.status, e.message[:200]) for e in rows
+                                                             if e.status != "passed"]
 
 
 def test_pasted_reference_source_is_flagged_even_renamed_and_a_rewrite_is_not():

@@ -373,6 +373,7 @@ register(Exercise(
     cases=_resample_cases,
     validate=_validate_resample,
     seed_arg="seed",
+    handed_out=("mi_course.sae.encoder_preacts",),  # SAE.encode, which the answer may call, uses it
     mistakes=(
         Mistake("live latents resampled too", _resample_all,
                 "Only the latents marked dead get new directions; the live ones are doing a job."),
@@ -546,6 +547,7 @@ register(Exercise(
     title="Remove one latent, keep the SAE's error term",
     reference=ref.remove_latent,
     cases=_remove_cases,
+    handed_out=("mi_course.sae.encoder_preacts",),  # SAE.encode, which the answer may call, uses it
     mistakes=(
         Mistake("error term dropped", _remove_without_error,
                 "Start from x, not from the reconstruction: replacing x by x_hat also removes the SAE's "

@@ -591,6 +591,7 @@ register(Exercise(
     cases=_erase_cases,
     validate=_validate_erase,
     timeout_s=60.0,
+    handed_out=("mi_course.probing.orthonormal_basis",),
     mistakes=(
         Mistake("one probe's directions", _erase_one_round,
                 "After removing one probe's directions, fit a new probe on what is left: it often finds other "

@@ -63,6 +63,10 @@ class Exercise:
     `forbidden` lists dotted names of library functions that compute the answer outright
     (e.g. "transformer_lens.patching.get_act_patch_resid_pre"): grading for a record locks
     them away, as it does the reference.
+    `handed_out` lists dotted names of course functions the chapter gives the learner for this
+    answer although another exercise's reference calls them (a method of a course object may
+    rely on one): grading for a record leaves them open to every answer of the notebook, so
+    they may never be an exercise's reference.
     """
 
     id: str
@@ -78,6 +82,7 @@ class Exercise:
     check_dtype: bool = True
     seed_arg: Optional[str] = None
     forbidden: tuple[str, ...] = ()
+    handed_out: tuple[str, ...] = ()
 
     @property
     def chapter(self) -> str:

@@ -67,6 +67,18 @@ def behind(fn: Any) -> list[types.FunctionType]:
             and f.__module__.startswith("mi_course.") and not f.__module__.startswith("mi_course.grading")]
 
 
+def to_lock(exercises: Iterable[Any]) -> list[Any]:
+    """The course functions to lock for `exercises`: each reference and the course functions it
+    calls (`behind`), less the helpers the exercises hand out (`Exercise.handed_out`), which
+    stay open unless they are a reference themselves."""
+    exercises = list(exercises)
+    references = [ex.reference for ex in exercises if callable(ex.reference)]
+    open_ids = {id(underlying(_resolve(name)[2])) for ex in exercises for name in ex.handed_out}
+    open_ids -= {id(underlying(ref)) for ref in references}
+    candidates = [f for ref in references for f in (ref, *behind(ref))]
+    return [f for f in dict.fromkeys(candidates) if id(underlying(f)) not in open_ids]
+
+
 def _resolve(dotted: str) -> tuple[Any, str, Any]:
     """(owner object, attribute name, value) for "package.module.attr[.attr]"."""
     parts = dotted.split(".")

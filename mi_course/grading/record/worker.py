@@ -94,7 +94,7 @@ def main(box: Path) -> int:
             return 0
 
     exercises = [get_exercise(i) for i in job["exercises"]]  # 2. hidden cases from the secret seed
-    locked = [f for ex in exercises if callable(ex.reference) for f in (ex.reference, *guard.behind(ex.reference))]
+    locked = guard.to_lock(exercises)
     references = {id(guard.underlying(f)) for f in locked}
     cases, embedding = {}, set()
     for ex in exercises:
