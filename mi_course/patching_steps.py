@@ -4,6 +4,7 @@ sweeps do the batched work (and equal `transformer_lens.patching`)."""
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,11 +12,29 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mi_course import patching
+from mi_course.data import facts
 from mi_course.data.repeated_tokens import content_token_ids, repeated_tokens
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import PreTrainedTokenizerBase
+
+# --- clean and corrupted fact prompts ------------------------------------------------------------
+
+
+def subject_swaps(
+    relation: str, n: int, seed: int = 0, phrasing: int = 3
+) -> tuple[facts.FactPrompts, facts.FactPrompts]:
+    """`n` clean/corrupted pairs in one training phrasing of `relation`, all with two-token
+    subjects, so every prompt has the same layout and positions mean the same thing in every row:
+    the corrupted prompt names another subject whose object differs."""
+    kb = [fact for fact in facts.knowledge_base() if fact.relation == relation and len(fact.subject) == 2]
+    rng = random.Random(seed)
+    clean = rng.sample(kb, n)
+    corrupt = [rng.choice([other for other in kb if other.obj != fact.obj]) for fact in clean]
+    phrasings = [facts.PHRASINGS[relation][phrasing]] * n
+    return facts.make_prompts(clean, phrasings), facts.make_prompts(corrupt, phrasings)
+
 
 # --- the metric ----------------------------------------------------------------------------------
 

@@ -26,10 +26,19 @@ from mi_course.grading import Case, Exercise, Mistake, register
 
 @cache
 def _pristine_models() -> tuple:
-    """The chapter's two models (attn-only-2l, facts-4l), loaded once per session and never run."""
+    """The chapter's two models (attn-only-2l, facts-4l), loaded once per session and never run:
+    cases get deep copies (`_fresh_model`)."""
     from mi_course.models import load_model
 
     return load_model("attn-only-2l", device="cpu"), load_model("facts-4l", device="cpu")
+
+
+@cache
+def _validator_model():
+    """attn-only-2l for the design validator, which runs it without gradients (never copied)."""
+    from mi_course.models import load_model
+
+    return load_model("attn-only-2l", device="cpu")
 
 
 def _fresh_model(index: int):
@@ -351,7 +360,7 @@ def _design_cases(seed: int = 0) -> list[Case]:
 
 def _validate_design(case: Case, out: object) -> str | None:
     clean, seg_len, query = case.args
-    model = _pristine_models()[0]
+    model = _validator_model()
     if not isinstance(out, Tensor) or out.dtype != torch.long or out.shape != clean.shape:
         return f"return token ids: a torch.long tensor of the clean tokens' shape {tuple(clean.shape)}"
     if out.min() < 0 or out.max() >= model.cfg.d_vocab:
@@ -375,7 +384,7 @@ def _validate_design(case: Case, out: object) -> str | None:
 
 
 def _design_value(clean, seg_len, query):
-    model = _pristine_models()[0]
+    model = _validator_model()
     return steps.value_corruption(clean, seg_len, query, steps.replacements(model.tokenizer, clean, 0))
 
 
