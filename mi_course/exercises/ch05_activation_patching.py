@@ -262,17 +262,22 @@ def _noise_cases(seed: int = 0) -> list[Case]:
     ]
 
 
+def _noise_with_std(W_E, tokens, where, scale, samples, seed, std):
+    """The reference's draw at the positions `where`, with `std` in place of the subject tokens' std."""
+    return steps.subject_noise(W_E, tokens, where, scale, samples, seed) * (std / W_E[tokens[where]].std())
+
+
 def _noise_whole_embedding(W_E, tokens, subject_mask, scale=3.0, samples=4, seed=0):
-    return steps.subject_noise(W_E, tokens, subject_mask, scale, samples, seed) * (W_E.std() / W_E[tokens[subject_mask]].std())
+    return _noise_with_std(W_E, tokens, subject_mask, scale, samples, seed, W_E.std())
 
 
 def _noise_prompt_std(W_E, tokens, subject_mask, scale=3.0, samples=4, seed=0):
-    return steps.subject_noise(W_E, tokens, subject_mask, scale, samples, seed) * (W_E[tokens].std() / W_E[tokens[subject_mask]].std())
+    return _noise_with_std(W_E, tokens, subject_mask, scale, samples, seed, W_E[tokens].std())
 
 
 def _noise_everywhere(W_E, tokens, subject_mask, scale=3.0, samples=4, seed=0):
-    return steps.subject_noise(W_E, tokens, torch.ones_like(subject_mask), scale, samples, seed) * (
-        W_E[tokens[subject_mask]].std() / W_E[tokens].std())
+    everywhere = torch.ones_like(subject_mask)
+    return _noise_with_std(W_E, tokens, everywhere, scale, samples, seed, W_E[tokens[subject_mask]].std())
 
 
 def _noise_batch_major(W_E, tokens, subject_mask, scale=3.0, samples=4, seed=0):
