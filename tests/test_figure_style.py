@@ -11,6 +11,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mi_course.viz import attention, style  # noqa: E402
+from mi_course.viz import patching as viz_patching  # noqa: E402
 from mi_course.viz import superposition as viz_sp  # noqa: E402
 
 
@@ -147,6 +148,18 @@ FIGURES = {
         {"first": torch.randn(11, generator=g), "repeat": torch.randn(11, generator=g)}, "direct logit attribution"),
     "circuit": lambda: attention.plot_circuit(
         torch.randn(298, 298, generator=g), "OV circuit", "output logit", "attended word", [f"w{i}" for i in range(298)]),
+    "causal tracing": lambda: viz_patching.trace_heatmaps(
+        {kind: torch.rand(4, 8, generator=g) for kind in ("hidden", "mlp", "attn")},
+        ["<bos>", "the", "town", "where", "zoe*", "glen*", "lives", "is"], "causal tracing"),
+    "patching by site": lambda: viz_patching.layer_by_site(
+        torch.randn(4, 8, generator=g), [f"token {i}" for i in range(8)], "denoising", "normalised metric"),
+    "sweep grid": lambda: viz_patching.sweep_grid(
+        {c: {a: torch.randn(2, 4, generator=g) for a in ("z", "k", "v", "pattern")} for c in ("value", "first copy")},
+        "denoising each head", "normalised metric"),
+    "attribution panels": lambda: viz_patching.attribution_panels(
+        {f"experiment {i}": (torch.randn(4, 4, generator=g), torch.randn(4, 4, generator=g),
+                             [f"{l}.{h}" for l in range(4) for h in range(4)]) for i in range(3)},
+        "attribution vs patching"),
 }
 
 
