@@ -18,7 +18,7 @@ def _stub(*args, **kwargs):
 def test_chapter_declares_its_exercises():
     assert {ex.id for ex in CH07} >= {"ch07.precision_recall", "ch07.subspace_patch", "ch07.parent_recall",
                                       "ch07.shattered_rows", "ch07.ablate_heads", "ch07.predict_copied",
-                                      "ch07.illusory_direction"}
+                                      "ch07.illusory_direction", "ch07.ground_truth_score"}
 
 
 @pytest.mark.parametrize("ex", CH07, ids=lambda ex: ex.id)

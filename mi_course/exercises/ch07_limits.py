@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mi_course import absorption, copy_reach, faithfulness, illusions
+from mi_course import absorption, copy_reach, faithfulness, illusions, sae_gridwalk
 from mi_course.grading import Case, Exercise, Mistake, register
 
 # --- 1. an explanation scored as a classifier ------------------------------------------------------
@@ -326,5 +326,51 @@ register(Exercise(
                 "there is nothing to patch. Combine the two."),
         Mistake("not a unit vector", _design_halfway,
                 "Normalise: (write_hat + read_hat) / 2 has norm 1/sqrt(2), and a patch direction is a unit vector."),
+    ),
+))
+
+
+# --- 4. SAEs on a random network --------------------------------------------------------------------
+
+
+def _score_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(7600 + seed)
+    wide = torch.rand(12, 5, generator=g) * 0.5
+    wide[3, 1] = 0.95                                    # one unit detects two variables well
+    wide[3, 4] = 0.9
+    return [
+        Case(args=(wide,), label="12 units, 5 variables, one unit good at two"),
+        Case(args=(torch.rand(3, 7, generator=g),), label="fewer units (3) than variables (7)"),
+        Case(args=(torch.rand(1, 4, generator=g),), label="a single unit (edge)"),
+    ]
+
+
+def _score_per_unit(f1):
+    return f1.max(-1).values.mean()
+
+
+def _score_mean(f1):
+    return f1.mean()
+
+
+def _score_max(f1):
+    return f1.max()
+
+
+register(Exercise(
+    id="ch07.ground_truth_score",
+    title="Score a dictionary against known variables: the best unit per variable, averaged",
+    reference=sae_gridwalk.ground_truth_score,
+    cases=_score_cases,
+    mistakes=(
+        Mistake("best variable per unit", _score_per_unit,
+                "Take the best *unit* for each variable (max over dim 0), then average over variables: the "
+                "question is how many variables are found, not how clean the average unit looks."),
+        Mistake("mean of every F1", _score_mean,
+                "Average only the best unit's F1 per variable: a dictionary needs one good detector per "
+                "variable, and every other unit's score is beside the point."),
+        Mistake("one best pair", _score_max,
+                "A single excellent (unit, variable) pair says nothing about the other variables: average the "
+                "per-variable best over all variables."),
     ),
 ))
