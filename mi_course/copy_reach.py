@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from mi_course.data.repeated_tokens import content_token_ids
 
@@ -43,10 +44,11 @@ def copy_cells(distances: list[int], queries: list[int]) -> tuple[Int[Tensor, "c
 @torch.no_grad()
 def copy_losses(
     model: TransformerBridge, distances: Int[Tensor, "cells"], queries: Int[Tensor, "cells"],
-    rows_per_cell: int = 6, seed: int = 0, length: int = 60,
+    rows_per_cell: int = 6, seed: int = 0, length: int = 60, chunk: int = 1024,
 ) -> Float[Tensor, "cells"]:
     """Mean loss on the token after query q when the pair (token q, token q+1) copies the pair d
-    positions earlier, in rows of `length` distinct random words after `<bos>`: one forward pass."""
+    positions earlier, in rows of `length` distinct random words after `<bos>`; forward passes of
+    `chunk` rows, with a progress bar."""
     tokenizer = model.tokenizer
     content = content_token_ids(tokenizer)
     d, q = distances.repeat_interleave(rows_per_cell), queries.repeat_interleave(rows_per_cell)
@@ -57,5 +59,7 @@ def copy_losses(
     index = torch.arange(n)
     rows[index, q] = rows[index, q - d]
     rows[index, q + 1] = rows[index, q - d + 1]
-    per_token = model(rows.to(model.cfg.device), return_type="loss", loss_per_token=True).cpu()
+    chunks = rows.to(model.cfg.device).split(chunk)
+    per_token = torch.cat([model(part, return_type="loss", loss_per_token=True).cpu()
+                           for part in tqdm(chunks, desc="copy grid", mininterval=0.5)])
     return per_token[index, q].view(-1, rows_per_cell).mean(-1)

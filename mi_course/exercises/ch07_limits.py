@@ -374,3 +374,28 @@ register(Exercise(
                 "per-variable best over all variables."),
     ),
 ))
+
+
+# --- 8. interpretability is not safety ---------------------------------------------------------------
+
+MONITOR_BASE_RATE, MONITOR_RECALL, MONITOR_FALSE_ALARMS = 0.001, 0.9, 0.01
+
+register(Exercise(
+    id="ch07.monitor_precision", kind="value",
+    title="Precision of a latent used as a monitor for a behaviour on 1 input in 1,000 (recall 0.9, "
+          "fires on 1% of the other inputs)",
+    reference=MONITOR_BASE_RATE * MONITOR_RECALL
+    / (MONITOR_BASE_RATE * MONITOR_RECALL + (1 - MONITOR_BASE_RATE) * MONITOR_FALSE_ALARMS),
+    rtol=1e-3,
+    mistakes=(
+        Mistake("the recall", MONITOR_RECALL,
+                "0.9 is the recall, P(fires | behaviour); precision is P(behaviour | fires): weigh both kinds of "
+                "firing by how often their inputs occur."),
+        Mistake("one minus the false-alarm rate", 1 - MONITOR_FALSE_ALARMS,
+                "0.99 is how often the monitor stays silent on inputs without the behaviour; precision is about "
+                "the inputs on which it fires."),
+        Mistake("the joint probability", MONITOR_BASE_RATE * MONITOR_RECALL,
+                "0.0009 is P(behaviour and fires); divide by P(fires), which also counts the false alarms on the "
+                "other 99.9% of inputs."),
+    ),
+))
