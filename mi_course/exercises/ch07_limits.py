@@ -8,6 +8,8 @@ the chapter names (values exactly at a threshold, a unit that never fires, a chi
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from torch import Tensor
 
@@ -397,5 +399,84 @@ register(Exercise(
         Mistake("the joint probability", MONITOR_BASE_RATE * MONITOR_RECALL,
                 "0.0009 is P(behaviour and fires); divide by P(fires), which also counts the false alarms on the "
                 "other 99.9% of inputs."),
+    ),
+))
+
+
+# --- optional: design a minimal faithful circuit -------------------------------------------------------
+
+
+@cache
+def _attn_only() -> object:
+    from mi_course.models import load_model
+
+    return load_model("attn-only-2l", device="cpu")
+
+
+def _circuit_cases(seed: int = 0) -> list[Case]:
+    from mi_course import induction
+
+    model = _attn_only()
+    rows = induction.planted_repeats(model.tokenizer, 16, 10, 40, [20], seed=100 + seed)[0]
+    reference = induction.planted_repeats(model.tokenizer, 16, 10, 40, [20], seed=200 + seed)[0]
+    targets = torch.arange(40, 49)
+    return [
+        Case(args=(model, rows, reference, targets), label="attn-only-2l, a 10-word segment repeated 20 positions later"),
+        Case(args=(model, rows, reference, targets), kwargs={"threshold": 0.5}, label="the same, faithfulness >= 0.5"),
+    ]
+
+
+def _circuit_score(case: Case, circuit: Tensor) -> float:
+    model, rows, reference, targets = case.args
+    losses = faithfulness.circuit_losses(model, rows, reference, circuit, "zero")[:, :, targets].mean((1, 2))
+    return faithfulness.faithfulness(*losses)
+
+
+def _validate_circuit(case: Case, out: object) -> str | None:
+    model = case.args[0]
+    shape = (model.cfg.n_layers, model.cfg.n_heads)
+    if not isinstance(out, Tensor) or out.dtype != torch.bool or tuple(out.shape) != shape:
+        return f"the output should be a torch.bool tensor of shape (n_layers, n_heads) = {shape}"
+    threshold = case.kwargs.get("threshold", 0.9)
+    score = _circuit_score(case, out.cpu())
+    if score < threshold:
+        return f"its zero-ablation faithfulness is {score:.2f}, below the threshold {threshold}"
+    size = int(faithfulness.smallest_faithful_circuit(*case.args, **case.kwargs).sum())
+    if int(out.sum()) > size:
+        return f"it has {int(out.sum())} heads; a circuit of {size} reaches the threshold: remove heads while the score allows"
+    return None
+
+
+def _circuit_chapter3(model, tokens, reference, targets, threshold=0.9):
+    circuit = torch.zeros(2, 4, dtype=torch.bool)
+    circuit[0, 0] = True
+    circuit[1, 1:] = True
+    return circuit
+
+
+def _circuit_everything(model, tokens, reference, targets, threshold=0.9):
+    return torch.ones(2, 4, dtype=torch.bool)
+
+
+def _circuit_two_heads(model, tokens, reference, targets, threshold=0.9):
+    circuit = torch.zeros(2, 4, dtype=torch.bool)
+    circuit[0, 0] = circuit[1, 1] = True
+    return circuit
+
+
+register(Exercise(
+    id="ch07.smallest_faithful_circuit",
+    title="(Optional) Design the search: the fewest heads that stay faithful under zero-ablation",
+    reference=faithfulness.smallest_faithful_circuit,
+    cases=_circuit_cases,
+    validate=_validate_circuit,
+    timeout_s=120.0,
+    mistakes=(
+        Mistake("Chapter 3's four heads", _circuit_chapter3,
+                "Chapter 3's circuit is faithful but not the smallest: test whether each of its heads is needed."),
+        Mistake("every head", _circuit_everything,
+                "The whole model is trivially faithful: the exercise asks for the fewest heads that reach the threshold."),
+        Mistake("one induction head", _circuit_two_heads,
+                "One induction head does only part of the copying: check the faithfulness of your circuit before returning it."),
     ),
 ))

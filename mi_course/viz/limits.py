@@ -64,7 +64,7 @@ def plot_copy_map(
     image = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis",
                       extent=(qs[0] - 0.5, qs[-1] + 0.5, ds[0] - 1.5, ds[-1] + 1.5))
     line_d = np.array(ds, dtype=float)
-    ax.plot(reach - 1 + line_d, line_d, color="white", lw=2, ls="--", label="predicted: no copying to the right")
+    ax.plot(reach - 0.5 + line_d, line_d, color="red", lw=2, ls="--", label="predicted: no copying to the right")
     ax.set_xlim(qs[0] - 0.5, qs[-1] + 0.5)
     ax.set_xlabel("query position q")
     ax.set_ylabel("distance d to the earlier copy")
