@@ -131,3 +131,11 @@ def legal_set_variables(walks: gw.GridWalks) -> tuple[Bool[Tensor, "batch pos 9"
     labels = torch.stack([code == value for value in sets], -1) & (walks.cell != gw.IGNORE)[..., None]
     names = ["".join(move for bit, move in enumerate(gw.MOVES) if value >> bit & 1) for value in sets]
     return labels, names
+
+
+def ground_truth_score(f1: Float[Tensor, "units variables"]) -> Float[Tensor, ""]:
+    """How many of the known variables some unit detects: the best unit's F1 for each variable
+    (`sae.best_f1`), averaged over the variables. A dictionary that found the variables scores
+    near 1 whatever else its units do; one that found something else scores low, however clean
+    its units look."""
+    return f1.max(0).values.mean()
