@@ -471,6 +471,7 @@ register(Exercise(
     cases=_circuit_cases,
     validate=_validate_circuit,
     timeout_s=120.0,
+    handed_out=("mi_course.faithfulness.ablated_losses",),  # circuit_losses, which the text hands out, calls it
     mistakes=(
         Mistake("Chapter 3's four heads", _circuit_chapter3,
                 "Chapter 3's circuit is faithful but not the smallest: test whether each of its heads is needed."),
