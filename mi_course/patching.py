@@ -35,7 +35,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from mi_course.patching_forward import STAGES, STATE_AT, STATE_HOOKS, LeanForward, keep_positions, site_of
+from mi_course.patching_forward import STAGES, before, STATE_AT, STATE_HOOKS, LeanForward, keep_positions, site_of
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -99,8 +99,16 @@ def cache_activations(
 
         return save
 
-    hooks = [(name, _edit_hook(edit, 1)) for name, edit in (edits or {}).items()]
+    edits = dict(edits or {})
+    lean = LeanForward.build(model, [*names, *edits])
     with torch.no_grad():
+        if lean is not None:  # the same arithmetic, without the bridge's machinery
+            hooks = {name: _edit_hook(edit, 1) for name, edit in edits.items()}
+            for name in names:
+                hooks[name] = _saver(store, name, hooks.get(name))
+            lean.run({"resid_pre": lean.embed(tokens.to(model.cfg.device), hooks)}, 0, 0, hooks)
+            return {name: store[name].detach().clone() for name in names}
+        hooks = [(name, _edit_hook(edit, 1)) for name, edit in edits.items()]
         model.run_with_hooks(tokens.to(model.cfg.device), fwd_hooks=hooks + [(name, saver(name)) for name in names])
     return store
 
@@ -236,10 +244,13 @@ class _LeanRun:
         self.keep = _positions_read(metric, unpatched)
 
     def unchanged(self, source: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Bool[Tensor, " variant"]:
-        """Per variant: does every element it copies equal the run's own, in every prompt?"""
+        """Per variant: does every element it copies equal the run's own, in every prompt, or
+        sit after the last position the metric reads?"""
         changed = None
         for name, mask in masks.items():
             differs = (source[name].to(self.own[name].device) != self.own[name]).any(0)
+            if self.keep is not None:
+                differs = differs & before(name, differs.shape, int(self.keep.max())).to(differs.device)
             hit = (mask.to(differs.device) & differs).flatten(1).any(1)
             changed = hit if changed is None else changed | hit
         return ~changed

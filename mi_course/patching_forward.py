@@ -18,6 +18,7 @@ to the bridge's own forward pass.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable
+from weakref import WeakKeyDictionary
 
 import torch
 import torch.nn.functional as F
@@ -58,12 +59,31 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+# The position axis, counted from the right, of every activation the lean pass provides (for
+# a pattern [head, dest, src]: the destination, the position it changes).
+POSITION_AXIS: dict[str, int] = {
+    **{site: 2 for site in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")},
+    **{site: 3 for site in ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")},
+    "attn.hook_pattern": 2, **{site: 2 for site in EMBED_SITES},
+}
+
+
 def site_of(name: str) -> tuple[int, str] | None:
     """(layer, site) of a per-layer hook name the lean pass provides, else None."""
     parts = name.split(".", 2)
     if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] in LAYER_SITES:
         return int(parts[1]), parts[2]
     return None
+
+
+def before(name: str, activation_shape: torch.Size, last: int) -> Tensor:
+    """A mask, broadcastable to an activation at hook `name` (without its batch axis), of the
+    positions up to `last`: in a causal model nothing after `last` reaches the logits there."""
+    site = site_of(name)
+    axis = POSITION_AXIS[site[1] if site else name]
+    shape = [1] * len(activation_shape)
+    shape[-axis] = activation_shape[-axis]
+    return (torch.arange(activation_shape[-axis]) <= last).view(shape)
 
 
 def keep_positions(tensor: Tensor, name: str, keep: Tensor) -> Tensor:
@@ -81,9 +101,7 @@ class LeanForward:
 
     def __init__(self, model: TransformerBridge) -> None:
         cfg = model.cfg
-        native = model.original_model
-        tensors = {**dict(native.named_parameters()), **dict(native.named_buffers())}
-        self.w = {name.replace("._original_component", ""): tensor for name, tensor in tensors.items()}
+        self.w = _weights(model)
         self.n_layers, self.n_heads, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
         self.attn_only, self.eps = cfg.attn_only, cfg.eps
         self.norm = None if cfg.normalization_type is None else cfg.normalization_type.upper()
@@ -175,14 +193,17 @@ class LeanForward:
                 else:
                     attn_out = state["attn_out"][:, keep] if last else state["attn_out"]
                 attn_out = _call(hooks, name + "hook_attn_out", attn_out)
-                resid = _call(hooks, name + "hook_resid_mid", (resid[:, keep] if last else resid) + attn_out)
+                resid = (resid[:, keep] if last else resid) + attn_out
             elif last:
                 resid = resid[:, keep]
             if not self.attn_only and at <= 3:
                 if at == 3:
                     mlp_out = state["mlp_out"][:, keep] if last else state["mlp_out"]
                 else:
-                    mlp_out = self._linear(self.act(self._linear(self._norm(resid, p + "ln2"), p + "mlp.fc_in")), p + "mlp.fc_out")
+                    # As in the bridge, hook_resid_mid is the MLP's input (the second LayerNorm's):
+                    # a patch there changes what the MLP reads, not the residual stream around it.
+                    mlp_in = _call(hooks, name + "hook_resid_mid", resid)
+                    mlp_out = self._linear(self.act(self._linear(self._norm(mlp_in, p + "ln2"), p + "mlp.fc_in")), p + "mlp.fc_out")
                 resid = resid + _call(hooks, name + "hook_mlp_out", mlp_out)
             resid = _call(hooks, name + "hook_resid_post", resid)
         if keep is not None and not cut:
@@ -193,6 +214,21 @@ class LeanForward:
         full = logits.new_zeros(rows, n_pos, logits.shape[-1])
         full[:, keep] = logits
         return full
+
+
+_WEIGHTS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _weights(model: TransformerBridge) -> dict[str, Tensor]:
+    """The native model's parameters and buffers by their own names, looked up once per model
+    and device (the tensors themselves, so training or loading weights in place is seen)."""
+    embedding = model.original_model.tok_embed.weight
+    key = (embedding.device, embedding.dtype)
+    if _WEIGHTS.get(model, (None,))[0] != key:
+        native = model.original_model
+        tensors = {**dict(native.named_parameters()), **dict(native.named_buffers())}
+        _WEIGHTS[model] = key, {name.replace("._original_component", ""): tensor for name, tensor in tensors.items()}
+    return _WEIGHTS[model][1]
 
 
 def _provides(site: tuple[int, str] | None, attn_only: bool) -> bool:
