@@ -18,7 +18,8 @@ the metric is close to linear in the activation.
 
 One patched site per forward pass, as `transformer_lens.patching` does, costs a forward pass per
 site. Here every patched variant is a copy of the batch, stacked along the batch dimension, so a
-whole sweep is one forward pass (chunked into several when `max_rows` would be exceeded). The
+whole sweep is a few forward passes (one per starting point, cut into chunks of at most
+`max_rows` rows), each starting where its patches start (see `patch_sweep`). The
 generic core is `patch_sweep`: it takes, per hook, a boolean mask saying which elements each
 variant copies from the source run. The named functions below only build those masks.
 
@@ -44,7 +45,7 @@ Metric = Callable[[Float[Tensor, "... batch pos vocab"]], Float[Tensor, "..."]]
 Edit = Callable[[Float[Tensor, "variant batch ..."]], Float[Tensor, "variant batch ..."]]
 Direction = Literal["denoising", "noising"]
 HeadActivation = Literal["z", "q", "k", "v", "pattern"]
-DEFAULT_MAX_ROWS = 4096
+DEFAULT_MAX_ROWS = 1024
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -140,15 +141,19 @@ def patch_sweep(
     at most `max_rows` rows (at least one variant per chunk), so peak memory is that of one forward
     pass over `max_rows` rows, whatever the number of variants.
 
-    Three things keep a sweep cheap. Blocks before the first patched layer of a chunk compute
-    the same thing in every variant, so the chunk starts there, from the run's residual stream:
-    a sweep over the layers of an L-layer model costs about (L + 1) / 2L of the full forward
-    passes. On the course's native models the chunks run `LeanForward` (the same arithmetic
-    without the bridge's per-module machinery). And the metric is probed once on the unpatched
-    run for the positions it reads (those whose logits it has a gradient for, checked by hiding
-    every other position): the last block and the unembedding are computed only there, since in
-    a causal model nothing else reaches them. (A metric must therefore read the same positions
-    whatever the logits, as any metric that indexes fixed positions does.)
+    What keeps a sweep cheap: everything before a variant's first patch computes the same thing
+    in every variant, so its chunk starts there, from the unpatched run's activations (a sweep
+    over the layers of an L-layer model costs about (L + 1) / 2L of the full forward passes).
+    On the course's native models (`mi_course.patching_forward.LeanForward`; any other model
+    runs through the bridge, starting at the first patched block) chunks run the same arithmetic
+    without the bridge's per-module machinery and resume inside a block (a patch of z skips that
+    block's attention); the metric is probed once on the unpatched run for the positions it reads
+    (those whose logits it has a gradient for, checked by hiding every other position), and the
+    last block and the unembedding are computed only there, since in a causal model nothing else
+    reaches them; and a variant that copies only values equal to the run's own, or only at
+    positions after the last one the metric reads, is not run: its metric is the unpatched run's.
+    (A metric must therefore read the same positions whatever the logits, as any metric that
+    indexes fixed positions does.)
     """
     n_variants = next(iter(masks.values())).shape[0]
     if any(mask.shape[0] != n_variants for mask in masks.values()):
