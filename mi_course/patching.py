@@ -367,7 +367,9 @@ def resid_by_pos(
     """Patch one residual-stream vector (or sublayer output) at one (layer, position) per variant.
 
     Denoising runs the corrupted tokens and copies in clean activations; noising the reverse.
-    Equals `transformer_lens.patching.get_act_patch_<stage>` for denoising.
+    Equals `transformer_lens.patching.get_act_patch_<stage>` for denoising. (On TransformerLens 4
+    bridges `hook_resid_mid` is the input of the MLP's LayerNorm: patching it changes what the
+    MLP reads, not the residual stream that bypasses the MLP.)
     """
     n_layers, n_pos = model.cfg.n_layers, clean_tokens.shape[1]
     names = [f"blocks.{layer}.hook_{stage}" for layer in range(n_layers)]
