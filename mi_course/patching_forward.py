@@ -156,7 +156,8 @@ class LeanForward:
     ) -> Float[Tensor, "rows pos d_vocab"]:
         """Resume a run inside block `start` at `stage` (STAGES) from `state`, its activations
         there (`STATE_AT[stage]`), and return the logits; with `keep`, the last block and the
-        logits at positions `keep` only (the others are 0).
+        logits at positions `keep` only (the others are 0, or, when `keep` is one position, a
+        view of that position's logits: either way only the `keep` positions are meaningful).
 
         Every activation between the start and the logits passes through `hooks[name]` if
         present. Stage 0 starts at the block's input, so `run({"resid_pre": embed(...)}, 0, 0,
@@ -211,6 +212,8 @@ class LeanForward:
         logits = self._linear(self._norm(resid, "ln_out"), "head")
         if keep is None:
             return logits
+        if len(keep) == 1:  # a view that shows the one computed position everywhere: no copy
+            return logits.expand(rows, n_pos, logits.shape[-1])
         full = logits.new_zeros(rows, n_pos, logits.shape[-1])
         full[:, keep] = logits
         return full

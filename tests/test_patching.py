@@ -184,6 +184,9 @@ def test_lean_forward_computes_what_the_bridge_computes(name):
                 resumed = lean.run(state, 1, stage, {}, keep=keep)
             torch.testing.assert_close(resumed[:, keep], logits[:, keep], atol=1e-5, rtol=1e-6)
             assert (resumed[:, :2] == 0).all(), "positions the metric does not read are not computed"
+            with torch.no_grad():
+                one = lean.run(state, 1, stage, {}, keep=keep[1:])
+            torch.testing.assert_close(one[:, 8], logits[:, 8], atol=1e-5, rtol=1e-6)
 
 
 def test_fact_model_head_and_mid_sweeps_equal_transformer_lens(monkeypatch):
