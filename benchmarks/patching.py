@@ -146,7 +146,8 @@ def main() -> None:
                 print(
                     f"    same sweep on {MEMORY_PROMPTS} prompts ({rows:,} stacked rows, in chunks of <= "
                     f"{P.DEFAULT_MAX_ROWS:,} rows): peak resident memory mi_course {ours_peak:.0f} MB "
-                    f"(+{ours_growth:.0f} MB during the sweep), transformer_lens {tl_peak:.0f} MB (+{tl_growth:.0f} MB)",
+                    f"(+{ours_growth:.0f} MB during the sweep), "
+                    f"transformer_lens {tl_peak:.0f} MB (+{tl_growth:.0f} MB)",
                     flush=True,
                 )
 

@@ -9,10 +9,10 @@ operations up to float rounding) with a callback only at the hooks a sweep patch
 told which positions the metric reads (`keep`), computes the last block's queries, MLP, final
 LayerNorm and unembedding only there: in a causal model nothing else reaches those logits.
 
-It covers the architectures of the course's native models (`boot_native`: standard positions,
-LayerNorm / LNPre / none, plain MLP with GELU or ReLU, or attention only); `LeanForward.build`
-returns None for anything else (and for a bridge in compatibility mode), and the sweep falls back
-to the bridge's own forward pass.
+It covers the architectures of the course's native models (`boot_native`, float32: standard
+positions, LayerNorm / LNPre / none, plain MLP with GELU or ReLU, or attention only);
+`LeanForward.build` returns None for anything else (and for a bridge in compatibility mode), and
+the sweep falls back to the bridge's own forward pass.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class LeanForward:
         supported = (
             type(getattr(model, "original_model", None)).__name__ == "NativeModel"
             and not getattr(model, "compatibility_mode", False)
+            and model.original_model.tok_embed.weight.dtype == torch.float32  # the bridge upcasts others
             and (cfg.normalization_type is None or cfg.normalization_type.upper() in ("LN", "LNPRE"))
             and (cfg.positional_embedding_type or "standard").lower() == "standard"
             and cfg.attention_dir == "causal"
@@ -204,7 +205,8 @@ class LeanForward:
                     # As in the bridge, hook_resid_mid is the MLP's input (the second LayerNorm's):
                     # a patch there changes what the MLP reads, not the residual stream around it.
                     mlp_in = _call(hooks, name + "hook_resid_mid", resid)
-                    mlp_out = self._linear(self.act(self._linear(self._norm(mlp_in, p + "ln2"), p + "mlp.fc_in")), p + "mlp.fc_out")
+                    hidden = self.act(self._linear(self._norm(mlp_in, p + "ln2"), p + "mlp.fc_in"))
+                    mlp_out = self._linear(hidden, p + "mlp.fc_out")
                 resid = resid + _call(hooks, name + "hook_mlp_out", mlp_out)
             resid = _call(hooks, name + "hook_resid_post", resid)
         if keep is not None and not cut:

@@ -204,7 +204,8 @@ def test_fact_model_head_and_mid_sweeps_equal_transformer_lens(monkeypatch):
         return P.logit_diff(logits, clean.final, clean.answer, corrupt.answer)
 
     for ours, theirs in [
-        (lambda: P.every_head(recall_model, clean.tokens, corrupt.tokens, metric), tlp.get_act_patch_attn_head_out_all_pos),
+        (lambda: P.every_head(recall_model, clean.tokens, corrupt.tokens, metric),
+         tlp.get_act_patch_attn_head_out_all_pos),
         (lambda: P.every_head_by_pos(recall_model, clean.tokens, corrupt.tokens, metric, max_rows=40),
          tlp.get_act_patch_attn_head_out_by_pos),
         (lambda: P.resid_by_pos(recall_model, clean.tokens, corrupt.tokens, metric, stage="resid_mid"),
