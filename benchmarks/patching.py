@@ -3,11 +3,14 @@
     python benchmarks/patching.py [--threads 1] [--repeats 5]
 
 On the same model and prompts, times every-head patching and residual-stream-by-position
-patching both ways, checks that the results agree to 1e-5, and prints the speed-up, and for the largest sweep the
-peak memory each method adds (measured in a fresh subprocess per method, from the process's peak
-resident set size). `transformer_lens.patching` runs one forward pass per patched site;
-`mi_course.patching` stacks every patched variant along the batch and runs one forward pass per
-chunk of at most `max_rows` rows (4,096 by default), so memory stays bounded however many sites.
+patching both ways, checks that the results agree to 1e-5, and prints the speed-up; for the largest
+sweep, run again on 256 prompts, it prints the peak resident memory of each method (measured in a
+fresh subprocess per method) and how much it grew during the sweep. `transformer_lens.patching`
+runs one forward pass per patched site; `mi_course.patching` stacks the patched variants along the
+batch and runs one pass per chunk of at most `max_rows` rows (1,024 by default; variants are
+never split across chunks), so memory stays bounded however many sites: each chunk starts inside
+its first patched block, computes the last block and the logits only where the metric reads,
+and variants that copy only values equal to the run's own are not run at all.
 """
 
 from __future__ import annotations
@@ -30,25 +33,26 @@ from mi_course.data import facts  # noqa: E402
 from mi_course.data.repeated_tokens import repeated_tokens  # noqa: E402
 
 SEG, N_PROMPTS = 8, 16
-# Memory is measured for the largest sweep only: each measurement starts a fresh interpreter.
-MEMORY_SWEEP = "every head by position"
+# Memory is measured for the largest sweep only, on MEMORY_PROMPTS prompts (so that the stacked
+# batch is cut into several chunks): each measurement starts a fresh interpreter.
+MEMORY_SWEEP, MEMORY_PROMPTS = "every head by position", 256
 
 
-def workloads():
+def workloads(n_prompts: int = N_PROMPTS):
     """(label, model, clean tokens, corrupted tokens, metric) for each benchmarked set-up."""
     induction = load_model("attn-only-2l", device="cpu")
-    clean = repeated_tokens(induction.tokenizer, N_PROMPTS, SEG, seed=0)
+    clean = repeated_tokens(induction.tokenizer, n_prompts, SEG, seed=0)
     corrupt = clean.clone()
-    corrupt[:, 1 : 1 + SEG] = repeated_tokens(induction.tokenizer, N_PROMPTS, SEG, seed=1)[:, 1 : 1 + SEG]
-    position = torch.full((N_PROMPTS,), clean.shape[1] - 2)
+    corrupt[:, 1 : 1 + SEG] = repeated_tokens(induction.tokenizer, n_prompts, SEG, seed=1)[:, 1 : 1 + SEG]
+    position = torch.full((n_prompts,), clean.shape[1] - 2)
     yield (
-        f"attn-only-2l, induction, {N_PROMPTS} prompts x {clean.shape[1]} tokens",
+        f"attn-only-2l, induction, {n_prompts} prompts x {clean.shape[1]} tokens",
         induction, clean, corrupt, lambda logits: P.logit_diff(logits, position, clean[:, -1], corrupt[:, SEG]),
     )
     recall = load_model("facts-4l", device="cpu")
-    clean_facts, corrupt_facts = facts.swap_pairs(N_PROMPTS, seed=0)
+    clean_facts, corrupt_facts = facts.swap_pairs(n_prompts, seed=0)
     yield (
-        f"facts-4l, subject swap, {N_PROMPTS} prompts x {clean_facts.tokens.shape[1]} tokens",
+        f"facts-4l, subject swap, {n_prompts} prompts x {clean_facts.tokens.shape[1]} tokens",
         recall, clean_facts.tokens, corrupt_facts.tokens,
         lambda logits: P.logit_diff(logits, clean_facts.final, clean_facts.answer, corrupt_facts.answer),
     )
@@ -82,27 +86,29 @@ def best_time(function: Callable, repeats: int) -> tuple[float, torch.Tensor]:
     return min(times), result
 
 
-def peak_memory_mb(workload: int, sweep: str, method: int) -> float:
-    """Extra peak resident memory (MB) of one sweep, run alone in a fresh interpreter."""
+def peak_memory_mb(workload: int, sweep: str, method: int) -> tuple[float, float]:
+    """(peak resident memory, its growth during the sweep), in MB, of one sweep on
+    MEMORY_PROMPTS prompts, run alone in a fresh interpreter."""
     output = subprocess.run(
         [sys.executable, __file__, "--memory", str(workload), sweep, str(method)],
         capture_output=True, text=True, check=True,
     ).stdout
-    return float(output.strip().splitlines()[-1])
+    peak, growth = output.strip().splitlines()[-1].split()
+    return float(peak), float(growth)
 
 
 def measure_memory(workload: int, sweep: str, method: int) -> None:
-    """Child process: print the peak-RSS growth of one sweep, in MB."""
+    """Child process: print the peak resident memory and its growth during one sweep, in MB."""
     import transformer_lens.patching as tlp
 
     torch.set_num_threads(1)
-    label, model, clean, corrupt, metric = list(workloads())[workload]
+    label, model, clean, corrupt, metric = list(workloads(MEMORY_PROMPTS))[workload]
     function = sweeps(tlp)[sweep][method]
     model(clean[:1])  # warm-up, so lazy initialisation is not counted
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     function(model, clean, corrupt, metric)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) / 1024)
+    print(after / 1024, (after - before) / 1024)
 
 
 def main() -> None:
@@ -133,10 +139,17 @@ def main() -> None:
                 f"  {name:<38} {sites:>4} sites  mi_course {our_time:6.3f} s  "
                 f"transformer_lens {tl_time:6.3f} s CPU  speed-up {tl_time / our_time:5.1f}x  max |diff| {error:.1e}"
             )
-            if not args.no_memory and name == MEMORY_SWEEP:
-                memory = [peak_memory_mb(index, name, method) for method in (0, 1)]
-                line += f"  peak +{memory[0]:.0f} MB vs +{memory[1]:.0f} MB"
             print(line, flush=True)
+            if not args.no_memory and name == MEMORY_SWEEP:
+                (ours_peak, ours_growth), (tl_peak, tl_growth) = [peak_memory_mb(index, name, m) for m in (0, 1)]
+                rows = MEMORY_PROMPTS * sites
+                print(
+                    f"    same sweep on {MEMORY_PROMPTS} prompts ({rows:,} stacked rows, in chunks of <= "
+                    f"{P.DEFAULT_MAX_ROWS:,} rows): peak resident memory mi_course {ours_peak:.0f} MB "
+                    f"(+{ours_growth:.0f} MB during the sweep), "
+                    f"transformer_lens {tl_peak:.0f} MB (+{tl_growth:.0f} MB)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ the metric is close to linear in the activation.
 
 One patched site per forward pass, as `transformer_lens.patching` does, costs a forward pass per
 site. Here every patched variant is a copy of the batch, stacked along the batch dimension, so a
-whole sweep is one forward pass (chunked into several when `max_rows` would be exceeded). The
+whole sweep is a few forward passes (one per starting point, cut into chunks of at most
+`max_rows` rows), each starting where its patches start (see `patch_sweep`). The
 generic core is `patch_sweep`: it takes, per hook, a boolean mask saying which elements each
 variant copies from the source run. The named functions below only build those masks.
 
@@ -35,6 +36,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from mi_course.patching_forward import STAGES, before, STATE_AT, STATE_HOOKS, LeanForward, keep_positions, site_of
+
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -42,7 +45,7 @@ Metric = Callable[[Float[Tensor, "... batch pos vocab"]], Float[Tensor, "..."]]
 Edit = Callable[[Float[Tensor, "variant batch ..."]], Float[Tensor, "variant batch ..."]]
 Direction = Literal["denoising", "noising"]
 HeadActivation = Literal["z", "q", "k", "v", "pattern"]
-DEFAULT_MAX_ROWS = 4096
+DEFAULT_MAX_ROWS = 1024
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -97,14 +100,22 @@ def cache_activations(
 
         return save
 
-    hooks = [(name, _edit_hook(edit, 1)) for name, edit in (edits or {}).items()]
+    edits = dict(edits or {})
+    lean = LeanForward.build(model, [*names, *edits])
     with torch.no_grad():
+        if lean is not None:  # the same arithmetic, without the bridge's machinery
+            hooks = {name: _edit_hook(edit, 1) for name, edit in edits.items()}
+            for name in names:
+                hooks[name] = _saver(store, name, hooks.get(name))
+            lean.run({"resid_pre": lean.embed(tokens.to(model.cfg.device), hooks)}, 0, 0, hooks)
+            return {name: store[name].detach().clone() for name in names}
+        hooks = [(name, _edit_hook(edit, 1)) for name, edit in edits.items()]
         model.run_with_hooks(tokens.to(model.cfg.device), fwd_hooks=hooks + [(name, saver(name)) for name in names])
     return store
 
 
 def _edit_hook(edit: Edit, variants: int):
-    def hook(act: Tensor, hook) -> Tensor:
+    def hook(act: Tensor, hook=None) -> Tensor:
         return edit(act.unflatten(0, (variants, -1))).flatten(0, 1)
 
     return hook
@@ -130,9 +141,19 @@ def patch_sweep(
     at most `max_rows` rows (at least one variant per chunk), so peak memory is that of one forward
     pass over `max_rows` rows, whatever the number of variants.
 
-    Blocks before the first patched layer of a chunk compute the same thing in every variant, so
-    the chunk starts there, from the run's residual stream (`start_at_layer`): a sweep over the
-    layers of an L-layer model costs about (L + 1) / 2L of the full forward passes.
+    What keeps a sweep cheap: everything before a variant's first patch computes the same thing
+    in every variant, so its chunk starts there, from the unpatched run's activations (a sweep
+    over the layers of an L-layer model costs about (L + 1) / 2L of the full forward passes).
+    On the course's native models (`mi_course.patching_forward.LeanForward`; any other model
+    runs through the bridge, starting at the first patched block) chunks run the same arithmetic
+    without the bridge's per-module machinery and resume inside a block (a patch of z skips that
+    block's attention); the metric is probed once on the unpatched run for the positions it reads
+    (those whose logits it has a gradient for, checked by hiding every other position), and the
+    last block and the unembedding are computed only there, since in a causal model nothing else
+    reaches them; and a variant that copies only values equal to the run's own, or only at
+    positions after the last one the metric reads, is not run: its metric is the unpatched run's.
+    (A metric must therefore read the same positions whatever the logits, as any metric that
+    indexes fixed positions does.)
     """
     n_variants = next(iter(masks.values())).shape[0]
     if any(mask.shape[0] != n_variants for mask in masks.values()):
@@ -140,24 +161,27 @@ def patch_sweep(
     tokens = tokens.to(model.cfg.device)
     edits = dict(edits or {})
     per_chunk = max(1, max_rows // tokens.shape[0])
-    shared = _SharedPrefix(model, tokens, edits)
-    # Each variant's first patched block; chunks never mix first blocks, so each starts late.
+    lean = LeanForward.build(model, [*masks, *edits])
+    runner = _BridgeRun(model, tokens, edits) if lean is None else _LeanRun(lean, tokens, edits, metric, list(masks))
+    # Where each variant's first patch sits (runner.rank); chunks never mix them, so each starts late.
+    never = runner.rank(f"blocks.{model.cfg.n_layers}.hook_resid_pre")
     first = torch.stack([
-        torch.where(mask.flatten(1).any(1), _layer_of(name), model.cfg.n_layers) for name, mask in masks.items()
+        torch.where(mask.flatten(1).any(1), runner.rank(name), never) for name, mask in masks.items()
     ]).amin(0)
     values = torch.zeros(n_variants, device=model.cfg.device)
+    if lean is not None:
+        # A variant that copies only values equal to the run's own changes nothing: its metric
+        # is the unpatched run's (exactly, as for a patched run whose activations come out equal).
+        unchanged = runner.unchanged(source, masks).to(values.device)
+        values[unchanged] = runner.unpatched_value.to(values.dtype)
+        first = torch.where(unchanged.to(first.device), -1, first)
     with torch.no_grad():
-        for layer in first.unique().tolist():
-            group = (first == layer).nonzero()[:, 0]
+        for rank in first[first >= 0].unique().tolist():
+            group = (first == rank).nonzero()[:, 0]
             for chunk in group.split(per_chunk):
                 patches = {name: mask[chunk].to(model.cfg.device) for name, mask in masks.items()}
                 patches = {name: mask for name, mask in patches.items() if mask.any()}
-                start, inputs = shared.inputs(layer if patches else 0, len(chunk))
-                hooks = [
-                    (name, _edit_hook(edit, len(chunk))) for name, edit in edits.items() if _layer_of(name) >= start
-                ]
-                hooks += [(name, _patch_hook(source[name], mask)) for name, mask in patches.items()]
-                logits = model.run_with_hooks(inputs, fwd_hooks=hooks, start_at_layer=start or None)
+                logits = runner.logits(rank if patches else 0, len(chunk), source, patches)
                 values[chunk.to(values.device)] = metric(logits.unflatten(0, (len(chunk), -1))).to(values.dtype)
     return values
 
@@ -168,15 +192,20 @@ def _layer_of(name: str) -> int:
     return int(parts[1]) if parts[0] == "blocks" else 0
 
 
-class _SharedPrefix:
-    """Where a chunk of variants can start: the run's residual stream before block `layer`
-    (computed once, with the edits), or the tokens. Edits inside blocks would be applied twice
-    by a run that starts from an edited residual, so with such edits every chunk starts at 0."""
+class _BridgeRun:
+    """Patched runs through the bridge's own forward pass (any model TransformerLens runs).
+
+    A chunk starts at block `layer` from the run's residual stream before it (computed once,
+    with the edits), or from the tokens. Edits inside blocks would be applied twice by a run that
+    starts from an edited residual, so with such edits every chunk starts at 0."""
 
     def __init__(self, model: TransformerBridge, tokens: Tensor, edits: Mapping[str, Edit]) -> None:
         self.model, self.tokens, self.edits = model, tokens, edits
         self.enabled = all(not name.startswith("blocks.") for name in edits)
         self.resid: dict[str, Tensor] | None = None
+
+    def rank(self, name: str) -> int:
+        return _layer_of(name)
 
     def inputs(self, layer: int, copies: int) -> tuple[int, Tensor]:
         if layer == 0 or layer >= self.model.cfg.n_layers or not self.enabled:
@@ -186,9 +215,108 @@ class _SharedPrefix:
             self.resid = cache_activations(self.model, self.tokens, names, self.edits)
         return layer, self.resid[f"blocks.{layer}.hook_resid_pre"].repeat(copies, 1, 1)
 
+    def logits(self, layer: int, copies: int, source: Mapping[str, Tensor], patches: dict[str, Tensor]) -> Tensor:
+        start, inputs = self.inputs(layer, copies)
+        hooks = [(name, _edit_hook(edit, copies)) for name, edit in self.edits.items() if _layer_of(name) >= start]
+        hooks += [(name, _patch_hook(source[name], mask)) for name, mask in patches.items()]
+        return self.model.run_with_hooks(inputs, fwd_hooks=hooks, start_at_layer=start or None)
+
+
+class _LeanRun:
+    """Patched runs through `LeanForward`, resuming inside the first patched block: a run whose
+    first patch is a head's output z starts from the unpatched run's z there, skipping that
+    block's attention; one that patches an MLP output skips that MLP. The last block and the
+    logits are computed only at the positions `metric` reads (see `patch_sweep`)."""
+
+    def __init__(
+        self, lean: LeanForward, tokens: Tensor, edits: Mapping[str, Edit], metric: Metric, patched: list[str]
+    ) -> None:
+        self.lean, self.tokens, self.edits = lean, tokens, edits
+        # Edits inside blocks would be applied twice by a run that resumes from edited states.
+        self.enabled = all(not name.startswith("blocks.") for name in edits)
+        hooks = {name: _edit_hook(edit, 1) for name, edit in edits.items()}
+        self.state: dict[tuple[int, str], Tensor] = {}  # (block, activation): the unpatched run's
+        for layer in range(lean.n_layers):
+            for key, site in STATE_HOOKS.items():
+                name = f"blocks.{layer}.{site}"
+                hooks[name] = _saver(self.state, (layer, key), hooks.get(name))
+        self.own: dict[str, Tensor] = {}  # the unpatched run's activations at the patched hooks
+        for name in patched:
+            hooks[name] = _saver(self.own, name, hooks.get(name))
+        with torch.no_grad():
+            unpatched = lean.run({"resid_pre": lean.embed(tokens, hooks)}, 0, 0, hooks)
+            self.unpatched_value = metric(unpatched[None])[0]
+        self.keep = _positions_read(metric, unpatched)
+
+    def unchanged(self, source: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Bool[Tensor, " variant"]:
+        """Per variant: does every element it copies equal the run's own, in every prompt, or
+        sit after the last position the metric reads?"""
+        changed = None
+        for name, mask in masks.items():
+            differs = (source[name].to(self.own[name].device) != self.own[name]).any(0)
+            if self.keep is not None:
+                differs = differs & before(name, differs.shape, int(self.keep.max())).to(differs.device)
+            hit = (mask.to(differs.device) & differs).flatten(1).any(1)
+            changed = hit if changed is None else changed | hit
+        return ~changed
+
+    def rank(self, name: str) -> int:
+        site = site_of(name)
+        return 0 if site is None else site[0] * len(STATE_AT) + STAGES[site[1]]
+
+    def logits(self, rank: int, copies: int, source: Mapping[str, Tensor], patches: dict[str, Tensor]) -> Tensor:
+        if not self.enabled or rank >= self.lean.n_layers * len(STATE_AT):
+            rank = 0
+        layer, stage = divmod(rank, len(STATE_AT))
+        hooks = {name: _edit_hook(edit, copies) for name, edit in self.edits.items() if self.rank(name) >= rank}
+        last = self.lean.n_layers - 1
+        for name, mask in patches.items():
+            patch_source = source[name]
+            if self.keep is not None and _layer_of(name) == last and name.startswith("blocks."):
+                mask = keep_positions(mask, name, self.keep)
+                patch_source = keep_positions(patch_source, name, self.keep)
+            hooks[name] = _patch_hook(patch_source, mask)
+        if (layer, stage) == (0, 0):
+            state = {"resid_pre": self.lean.embed(self.tokens.repeat(copies, 1), hooks)}
+        else:
+            state = {key: self.state[layer, key].repeat(copies, *[1] * (self.state[layer, key].dim() - 1))
+                     for key in STATE_AT[stage]}
+        return self.lean.run(state, layer, stage, hooks, keep=self.keep)
+
+
+def _saver(store: dict, key, then: Callable | None = None) -> Callable[[Tensor], Tensor]:
+    """A hook that applies `then` (if any) and keeps the result in `store[key]`."""
+
+    def save(act: Tensor, hook=None) -> Tensor:
+        act = act if then is None else then(act)
+        store[key] = act
+        return act
+
+    return save
+
+
+def _positions_read(metric: Metric, logits: Float[Tensor, "batch pos vocab"]) -> Int[Tensor, " keep"] | None:
+    """The positions whose logits `metric` reads: those it has a gradient for, kept only if the
+    metric gives the same value with every other position's logits set to NaN. None when it
+    reads every position, or when the check fails (e.g. a metric without gradients)."""
+    probe = logits.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = metric(probe[None])
+        if not value.requires_grad:
+            return None
+        (grad,) = torch.autograd.grad(value.sum(), probe)
+    keep = grad.ne(0).any(-1).any(0).nonzero()[:, 0]
+    if len(keep) == 0 or len(keep) == logits.shape[1]:
+        return None
+    hidden = torch.full_like(logits, float("nan"))
+    hidden[:, keep] = logits[:, keep]
+    with torch.no_grad():
+        same = torch.equal(metric(hidden[None]), value.detach())
+    return keep if same else None
+
 
 def _patch_hook(source: Tensor, mask: Bool[Tensor, "variant ..."]):
-    def hook(act: Tensor, hook) -> Tensor:
+    def hook(act: Tensor, hook=None) -> Tensor:
         variants = act.unflatten(0, (mask.shape[0], -1))
         return torch.where(mask[:, None], source.to(act.dtype)[None], variants).flatten(0, 1)
 
@@ -239,7 +367,9 @@ def resid_by_pos(
     """Patch one residual-stream vector (or sublayer output) at one (layer, position) per variant.
 
     Denoising runs the corrupted tokens and copies in clean activations; noising the reverse.
-    Equals `transformer_lens.patching.get_act_patch_<stage>` for denoising.
+    Equals `transformer_lens.patching.get_act_patch_<stage>` for denoising. (On TransformerLens 4
+    bridges `hook_resid_mid` is the input of the MLP's LayerNorm: patching it changes what the
+    MLP reads, not the residual stream that bypasses the MLP.)
     """
     n_layers, n_pos = model.cfg.n_layers, clean_tokens.shape[1]
     names = [f"blocks.{layer}.hook_{stage}" for layer in range(n_layers)]

@@ -53,6 +53,21 @@ def test_every_shipped_model_records_release_metrics_that_meet_its_criteria(name
     assert training_module(name).missed_targets(recorded) == []
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_registry_descriptions_state_the_shipped_architecture(name):
+    """A size named in a model's registry description (d_model N, N heads, N-layer) is the
+    size of the shipped model."""
+    import re
+
+    from mi_course.models.registry import get_spec
+
+    config = json.loads((checkpoint.WEIGHTS_DIR / name / "config.json").read_text())
+    description = get_spec(name).description
+    for pattern, key in ((r"d_model (\d+)", "d_model"), (r"(\d+) heads", "n_heads"), (r"(\d+)-layer", "n_layers")):
+        for stated in re.findall(pattern, description):
+            assert int(stated) == config[key], f"{name}: the description says {key} {stated}, the model has {config[key]}"
+
+
 def test_default_device_comes_from_runtime(monkeypatch):
     monkeypatch.setenv("MI_COURSE_DEVICE", "cpu")
     assert next(load_model("attn-only-2l").parameters()).device.type == "cpu"

@@ -148,3 +148,109 @@ def test_sublayer_sweep_and_tracing_on_the_fact_recall_model(monkeypatch):
     assert traced["hidden"][-1, final].item() == pytest.approx(clean_prob.item(), abs=1e-4)
     noised = traced["hidden"][0, 0]  # <bos> is never noised: restoring it changes nothing
     assert traced["hidden"][-1, final] - noised > 0.5, "restoring the last state undoes the noise"
+
+
+# --- the lean forward pass behind the sweeps ---------------------------------------------------
+
+SITES = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
+         "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
+
+
+@pytest.mark.parametrize("name", ["attn-only-2l", "facts-4l"])
+def test_lean_forward_computes_what_the_bridge_computes(name):
+    """Every activation a sweep can patch, and the logits, as the bridge computes them; resuming
+    inside a block from the bridge's own activations gives the same logits."""
+    from mi_course.patching_forward import STATE_AT, STATE_HOOKS, LeanForward
+
+    model = load_model(name, device="cpu")
+    tokens = torch.randint(3, model.cfg.d_vocab, (4, 9), generator=torch.Generator().manual_seed(0))
+    logits, cache = model.run_with_cache(tokens)
+    names = [f"blocks.{layer}.{site}" for layer in range(model.cfg.n_layers) for site in SITES if site in
+             {key.split(".", 2)[2] for key in cache.keys() if key.startswith(f"blocks.{layer}.")}]
+    lean = LeanForward.build(model, names)
+    assert lean is not None
+    seen = {}
+    hooks = {hook: (lambda hook: lambda act: seen.setdefault(hook, act))(hook) for hook in names}
+    with torch.no_grad():
+        ours = lean.run({"resid_pre": lean.embed(tokens, hooks)}, 0, 0, hooks)
+    torch.testing.assert_close(ours, logits, atol=1e-6, rtol=0)
+    for hook in names:
+        torch.testing.assert_close(seen[hook], cache[hook], atol=1e-6, rtol=0, msg=hook)
+    keep = torch.tensor([2, 8])
+    for stage, keys in STATE_AT.items():
+        if all(f"blocks.1.{STATE_HOOKS[key]}" in names for key in keys):
+            state = {key: cache[f"blocks.1.{STATE_HOOKS[key]}"] for key in keys}
+            with torch.no_grad():
+                resumed = lean.run(state, 1, stage, {}, keep=keep)
+            torch.testing.assert_close(resumed[:, keep], logits[:, keep], atol=1e-5, rtol=1e-6)
+            assert (resumed[:, :2] == 0).all(), "positions the metric does not read are not computed"
+            with torch.no_grad():
+                one = lean.run(state, 1, stage, {}, keep=keep[1:])
+            torch.testing.assert_close(one[:, 8], logits[:, 8], atol=1e-5, rtol=1e-6)
+
+
+def test_fact_model_head_and_mid_sweeps_equal_transformer_lens(monkeypatch):
+    """LayerNorm, MLPs and runs that resume after a block's attention: every head (z), every head
+    by position and the residual stream between attention and MLP, against TransformerLens."""
+    import transformer_lens.patching as tlp
+
+    from mi_course.data import facts
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    recall_model = load_model("facts-4l", device="cpu")
+    clean, corrupt = facts.swap_pairs(4, seed=2)
+
+    def metric(logits):
+        return P.logit_diff(logits, clean.final, clean.answer, corrupt.answer)
+
+    for ours, theirs in [
+        (lambda: P.every_head(recall_model, clean.tokens, corrupt.tokens, metric),
+         tlp.get_act_patch_attn_head_out_all_pos),
+        (lambda: P.every_head_by_pos(recall_model, clean.tokens, corrupt.tokens, metric, max_rows=40),
+         tlp.get_act_patch_attn_head_out_by_pos),
+        (lambda: P.resid_by_pos(recall_model, clean.tokens, corrupt.tokens, metric, stage="resid_mid"),
+         tlp.get_act_patch_resid_mid),
+    ]:
+        expected = _tl(theirs, recall_model, clean.tokens, corrupt.tokens, metric)
+        torch.testing.assert_close(ours(), expected, atol=1e-5, rtol=0)
+
+
+def test_sweeps_the_lean_pass_cannot_run_use_the_bridge(model, pair):
+    """A hook the lean pass does not provide, a metric that reads every position and one without
+    gradients: the sweep still equals one `run_with_hooks` per variant."""
+    clean, corrupt, _ = pair
+
+    def mean_logit(logits):
+        return logits[..., 7].mean((-1, -2))
+
+    def accuracy(logits):
+        return (logits.argmax(-1) == clean).float().mean((-1, -2))
+
+    name = "blocks.1.attn.q.hook_in"  # the queries' input: here the residual stream, for queries only
+    source = P.cache_activations(model, clean, [name])
+    n_pos = clean.shape[1]
+    masks = {name: torch.eye(n_pos, dtype=torch.bool)[:, :, None]}
+    for metric in (mean_logit, accuracy):
+        got = P.patch_sweep(model, corrupt, source, masks, metric)
+        for variant in range(n_pos):
+            def patch(act, hook, variant=variant):
+                act = act.clone()  # not in place: the same tensor feeds the keys and values
+                act[:, variant] = source[name][:, variant]
+                return act
+
+            with torch.no_grad():
+                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, patch)])
+            assert got[variant] == pytest.approx(metric(logits[None])[0].item(), abs=1e-5)
+        assert metric is accuracy or got.std() > 1e-3, "the comparison must not be between constants"
+    lean_names = ["blocks.1.hook_resid_pre"]
+    lean_source = P.cache_activations(model, clean, lean_names)
+    lean_masks = {lean_names[0]: torch.eye(n_pos, dtype=torch.bool)[:, :, None]}
+    by_lean = P.patch_sweep(model, corrupt, lean_source, lean_masks, accuracy)
+    for variant in range(n_pos):
+        def patch_resid(act, hook, variant=variant):
+            act[:, variant] = lean_source[lean_names[0]][:, variant]
+            return act
+
+        with torch.no_grad():
+            logits = model.run_with_hooks(corrupt, fwd_hooks=[(lean_names[0], patch_resid)])
+        assert by_lean[variant] == pytest.approx(accuracy(logits[None])[0].item(), abs=1e-6)

@@ -119,8 +119,8 @@ MODELS: dict[str, ModelSpec] = {
         _shipped(
             "facts-4l",
             description="4-layer transformer (d_model 64, 4 heads, MLPs, LayerNorm) that recalls "
-            "one-token objects of facts about 2-3 token subjects; causal tracing finds early MLPs "
-            "at the last subject token and late layers at the final token (model card)",
+            "one-token objects of facts about 2-3 token subjects; causal tracing finds the layer-0 "
+            "MLP at the last subject token and later layers at the final token (model card)",
             training_data="synthetic: 1,500 facts (300 people x city, job, sport, language, pet) "
             "stated in 7 phrasings per relation, plainly and after a filler; 1 phrasing per "
             "relation held out",
