@@ -62,6 +62,8 @@ def test_registry_descriptions_state_the_shipped_architecture(name):
     from mi_course.models.registry import get_spec
 
     config = json.loads((checkpoint.WEIGHTS_DIR / name / "config.json").read_text())
+    if config.get("model_type") == "gpt2":  # a Hugging Face GPT-2 config names the sizes its own way
+        config = {"d_model": config["n_embd"], "n_heads": config["n_head"], "n_layers": config["n_layer"]}
     description = get_spec(name).description
     for pattern, key in ((r"d_model (\d+)", "d_model"), (r"(\d+) heads", "n_heads"), (r"(\d+)-layer", "n_layers")):
         for stated in re.findall(pattern, description):
