@@ -15,6 +15,7 @@ et al. (2024) show that the faithfulness of one circuit swings widely between th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -22,6 +23,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mi_course.circuits import z_hook_name
+from mi_course.data.ioi_grammar import IOIPrompts
 from mi_course.patching import Metric, cache_activations
 
 if TYPE_CHECKING:
@@ -127,6 +129,31 @@ def faithfulness(
     """(F(C) - F(empty)) / (F(M) - F(empty)): 1 when the circuit does all the model does, 0 when
     it does no more than the fully ablated model (Miller et al. 2024's normalisation)."""
     return (circuit - empty) / (model - empty)
+
+
+# --- prompts --------------------------------------------------------------------------------------
+
+
+def aligned(prompts: IOIPrompts, n: int) -> IOIPrompts:
+    """The first `n` prompts laid out like the most common layout (every role at the same
+    position), with the common padding trimmed: what per-position patching needs."""
+    layout = torch.stack([prompts.positions[role] for role in ("IO", "S1", "S2", "C", "end")], 1)
+    rows, counts = layout.unique(dim=0, return_counts=True)
+    same = (layout == rows[counts.argmax()]).all(1).nonzero()[:, 0][:n]
+    length = int(prompts.positions["end"][same[0]]) + 1
+    pick = [i.item() for i in same]
+    return dataclasses.replace(
+        prompts, clean=prompts.clean[same, :length], corrupted=prompts.corrupted[same, :length],
+        io=prompts.io[same], s=prompts.s[same], positions={k: v[same] for k, v in prompts.positions.items()},
+        structure=tuple(prompts.structure[i] for i in pick), abba=prompts.abba[same],
+        texts=tuple(prompts.texts[i] for i in pick),
+    )
+
+
+def structure_groups(prompts: IOIPrompts) -> Int[Tensor, " batch"]:
+    """Each prompt's structure as an integer 0, 1, ... (in order of first appearance)."""
+    index = {name: i for i, name in enumerate(dict.fromkeys(prompts.structure))}
+    return torch.tensor([index[name] for name in prompts.structure])
 
 
 # --- where the circuit fails ----------------------------------------------------------------------
