@@ -16,6 +16,7 @@ et al. (2024) show that the faithfulness of one circuit swings widely between th
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from mi_course.circuits import z_hook_name
 from mi_course.data.ioi_grammar import IOIPrompts
-from mi_course.patching import Metric, cache_activations
+from mi_course.patching import Metric, cache_activations, logit_diff
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -129,6 +130,26 @@ def faithfulness(
     """(F(C) - F(empty)) / (F(M) - F(empty)): 1 when the circuit does all the model does, 0 when
     it does no more than the fully ablated model (Miller et al. 2024's normalisation)."""
     return (circuit - empty) / (model - empty)
+
+
+
+def faithful_heads(model: TransformerBridge, prompts: IOIPrompts, abc: Int[Tensor, "batch pos"], max_heads: int) -> Bool[Tensor, "layer head"]:
+    """A small faithful circuit by a simple search: rank heads by how much mean-ablating each
+    alone costs, then keep the top k (k <= `max_heads`) whose knockout is most faithful.
+    Two batched knockouts."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    metric = partial(logit_diff, position=prompts.positions["end"], correct=prompts.io, wrong=prompts.s)
+    groups = structure_groups(prompts)
+    alone = ~torch.eye(n_layers * n_heads, dtype=torch.bool).view(-1, n_layers, n_heads)
+    order = (-knockout(model, prompts.clean, abc, groups, alone, metric)).cpu().argsort(descending=True)
+    tops = torch.zeros(max_heads, n_layers * n_heads, dtype=torch.bool)
+    for k in range(max_heads):
+        tops[k, order[: k + 1]] = True
+    tops = tops.view(-1, n_layers, n_heads)
+    everything = torch.ones(1, n_layers, n_heads, dtype=torch.bool)
+    values = knockout(model, prompts.clean, abc, groups, torch.cat([everything, ~everything, tops]), metric).cpu()
+    scores = faithfulness(values[2:], values[0], values[1])
+    return tops[(scores - 1).abs().argmin()]
 
 
 # --- prompts --------------------------------------------------------------------------------------

@@ -401,3 +401,59 @@ register(Exercise(
                 "describes a positional route)."),
     ),
 ))
+
+
+# --- optional: a smaller faithful circuit ---------------------------------------------------------------
+
+SMALL_TOLERANCE = 0.15
+
+
+def _small_cases(seed: int = 0) -> list[Case]:
+    from mi_course.data import ioi_grammar as grammar
+
+    cases = []
+    for offset, max_heads in ((0, 6), (1, 7)):
+        prompts = _prompts(40, 690 + 2 * seed + offset)
+        cases.append(Case(args=(_model(), prompts, grammar.abc_tokens(prompts, seed + offset), max_heads),
+                          label=f"40 held-out prompts, at most {max_heads} heads"))
+    return cases
+
+
+def _validate_small(case: Case, out: object) -> str | None:
+    model, prompts, abc, max_heads = case.args
+    if not isinstance(out, Tensor) or out.dtype != torch.bool or tuple(out.shape) != (N_LAYERS, N_HEADS):
+        return f"return a torch.bool mask of shape ({N_LAYERS}, {N_HEADS}), True for the circuit's heads"
+    if int(out.sum()) > max_heads:
+        return f"the circuit has {int(out.sum())} heads; at most max_heads = {max_heads} are allowed"
+    keep = torch.stack([torch.ones_like(out), torch.zeros_like(out), out.cpu()])
+    full, empty, circuit = ref.knockout(model, prompts.clean, abc, ref.structure_groups(prompts), keep, _metric(prompts)).cpu()
+    score = ref.faithfulness(circuit, full, empty).item()
+    if abs(score - 1) > SMALL_TOLERANCE:
+        return (f"faithfulness {score:.2f} under mean-ablation over the ABC prompts; between {1 - SMALL_TOLERANCE:.2f} "
+                f"and {1 + SMALL_TOLERANCE:.2f} wanted")
+    return None
+
+
+def _small_ten_heads(model, prompts, abc, max_heads):
+    return head_mask([(0, 0), (0, 2), (0, 3), (0, 4), (0, 7), (1, 0), (1, 1), (1, 5), (1, 6), (1, 7)], N_LAYERS, N_HEADS)
+
+
+def _small_movers(model, prompts, abc, max_heads):
+    return head_mask([(0, 7), (1, 0), (1, 1), (1, 5), (1, 6), (1, 7)], N_LAYERS, N_HEADS)
+
+
+register(Exercise(
+    id="ch06.faithful_heads",
+    title="(Optional) Design a smaller circuit that is at least as faithful",
+    reference=ref.faithful_heads,
+    cases=_small_cases,
+    validate=_validate_small,
+    timeout_s=60.0,
+    mistakes=(
+        Mistake("the ten-head circuit", _small_ten_heads,
+                "That is section 6's circuit: find one with at most max_heads heads."),
+        Mistake("L0H7 and the name movers", _small_movers,
+                "L0H7 with the name movers keeps only about half of the logit difference: which heads does "
+                "mean-ablation hurt most on their own?"),
+    ),
+))
