@@ -108,7 +108,7 @@ def test_path_patch_without_receivers_and_nothing_frozen_is_activation_patching(
     assert torch.allclose(ours, theirs, atol=1e-4)
 
 
-def test_abc_tokens_have_three_distinct_names_and_keep_the_rest(model):
+def test_abc_tokens_have_three_distinct_names_and_keep_the_rest():
     p = grammar.ioi_prompts(20, seed=5)
     abc = grammar.abc_tokens(p, seed=2)
     rows = torch.arange(20)
@@ -118,3 +118,37 @@ def test_abc_tokens_have_three_distinct_names_and_keep_the_rest(model):
     same = abc == p.clean
     changed = (~same).sum(1)
     assert (changed >= 3).all() and (changed <= 6).all()
+
+
+class _WordTokenizer:
+    """GPT-2's pre-tokenisation (a word with its leading space is one piece), one id per piece:
+    enough to check the GPT-2 prompt generator offline."""
+
+    bos_token_id = eos_token_id = 0
+
+    def __init__(self):
+        self.vocab = {"<|endoftext|>": 0}
+
+    def encode(self, text):
+        import re
+
+        return [self.vocab.setdefault(piece, len(self.vocab)) for piece in re.findall(r" ?\w+| ?[^\w\s]", text)]
+
+    def decode(self, ids):
+        words = {i: piece for piece, i in self.vocab.items()}
+        return "".join(words[i] for i in ids)
+
+
+def test_gpt2_prompts_put_every_role_where_it_says():
+    from mi_course.data import ioi_gpt2
+    from mi_course.ioi_circuit import structure_groups
+
+    p, abc = ioi_gpt2.ioi_prompts(_WordTokenizer(), 20, seed=1)
+    rows = torch.arange(20)
+    assert (p.clean[rows, p.positions["IO"]] == p.io).all()
+    assert (p.clean[rows, p.positions["S1"]] == p.s).all() and (p.clean[rows, p.positions["S2"]] == p.s).all()
+    assert (p.corrupted[rows, p.positions["S2"]] != p.s).all()
+    assert (abc[rows, p.positions["IO"]] != p.io).all() and (abc[rows, p.positions["S1"]] != p.s).all()
+    groups = structure_groups(p)
+    for g in groups.unique():      # one template, one length: positions line up for mean-ablation
+        assert len(p.positions["end"][groups == g].unique()) == 1
