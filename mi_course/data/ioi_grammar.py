@@ -394,3 +394,25 @@ def training_batch(
     if max(map(len, rows)) > n_ctx:
         raise ValueError(f"n_ctx={n_ctx} is too short for the longest row ({max(map(len, rows))} tokens)")
     return _pad(rows, n_ctx)
+
+
+# --- the ABC distribution -----------------------------------------------------------------------
+
+
+def abc_tokens(prompts: IOIPrompts, seed: int = 0) -> Int[Tensor, "batch pos"]:
+    """Wang et al.'s ABC distribution, aligned token by token with `prompts.clean`: the same
+    sentences with IO, S1 and S2 three distinct names, none of them the prompt's own.
+
+    Built from the S2-corrupted prompts (whose later mentions of S already carry a fresh name),
+    with IO and S1 replaced by two more names that occur nowhere in the row. Nothing is left
+    for the model to answer with, so a head's mean output over these prompts carries the
+    sentence's shape but no information about which name is the answer.
+    """
+    rng = random.Random(seed)
+    tokens = prompts.corrupted.clone()
+    for row in range(len(prompts)):
+        present = set(tokens[row].tolist())
+        fresh_io, fresh_s = rng.sample([TOKEN_ID[name] for name in NAMES if TOKEN_ID[name] not in present], 2)
+        tokens[row, prompts.positions["IO"][row]] = fresh_io
+        tokens[row, prompts.positions["S1"][row]] = fresh_s
+    return tokens
