@@ -137,7 +137,7 @@ def check_models() -> list[Finding]:
                                  f"reinstall the package, or retrain: python -m mi_course.train {info.name}"))
             continue
         found.append(Finding("OK", f"model {info.name}",
-                             f"loads in {time.perf_counter() - start:.1f} s ({info.size_mb:.2f} MB, for {info.chapter})"))
+                             f"loads in {time.perf_counter() - start:.1f} s ({info.size_mb:.2f} MB, for {info.chapter or 'no chapter'})"))
     return found
 
 

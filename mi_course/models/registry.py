@@ -35,7 +35,7 @@ class ModelSpec:
     name: str
     description: str
     training_data: str
-    chapter: str
+    chapter: str  # the notebook that uses it; "" for a model no chapter uses any more
     loader: Loader
     weights_dir: Path | None = None
     repo: str | None = None
@@ -91,10 +91,11 @@ MODELS: dict[str, ModelSpec] = {
         _shipped(
             "ioi-3l",
             description="3-layer attention-only transformer (d_model 64, 4 heads per layer, "
-            "LayerNorm) that predicts the indirect object in IOI sentences; circuit in its model card",
+            "LayerNorm) that predicts the indirect object in IOI sentences; superseded by ioi-4l (no "
+            "chapter uses it: it fails on sentence structures outside its 16 templates)",
             training_data="synthetic word-level corpus (151 words): IOI sentences from 16 templates, "
             "'ABC' sentences ending 'them', repeated random word strings, narrative sentences",
-            chapter="06_ioi_circuit",
+            chapter="",  # superseded by ioi-4l in Chapter 6; its language module is ioi-4l's base
         ),
         _shipped(
             "ioi-4l",
@@ -141,7 +142,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def _offline_alternatives(chapter: str) -> str:
     """Shipped models, those serving `chapter` first: what to load instead when offline."""
-    shipped = [spec for spec in MODELS.values() if spec.shipped]
+    shipped = [spec for spec in MODELS.values() if spec.shipped and spec.chapter]
     shipped.sort(key=lambda spec: spec.chapter != chapter)
     return ", ".join(f"load_model({spec.name!r}) for {spec.chapter}" for spec in shipped)
 
