@@ -221,3 +221,31 @@ def test_release_criteria_are_checked_per_heldout_structure():
 def test_retraining_meets_the_release_criteria(seed, tmp_path):
     metrics = ioi_4l.train(seed=seed, out_dir=tmp_path, progress=False)
     assert ioi_4l.missed_targets(metrics) == [], metrics
+
+
+def _digest(*parts) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.numpy().tobytes() if isinstance(part, torch.Tensor) else repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+def _prompts_digest(p: g.IOIPrompts) -> str:
+    return _digest(p.clean, p.corrupted, p.io, p.s, *[p.positions[k] for k in sorted(p.positions)],
+                   p.structure, p.abba, p.texts)
+
+
+def test_the_shipped_language_is_pinned():
+    """The shipped ioi-4l and Chapter 6 depend on these exact outputs: the vocabulary (token ids),
+    the structures and their split, the held-out pairs, evaluation prompts and training batches
+    (digests recorded before any option was added to the generator)."""
+    assert _digest(g.VOCAB) == "39f478d2d3a60ad4"
+    assert _digest([s.name for s in g.STRUCTURES], [s.name for s in g.TRAIN_STRUCTURES],
+                   sorted(g.HELDOUT_STRUCTURES.items()), [s.name for s in g.CLASSIC_STRUCTURES]) == "6f9f5f09f0eaa236"
+    assert _digest(sorted(sorted(p) for p in g.heldout_pairs())) == "695e280a2706bc19"
+    assert _prompts_digest(g.ioi_prompts(50, 1234)) == "4e5a960f7517fd91"
+    assert _prompts_digest(g.ioi_prompts(50, 7, structures=g.TRAIN_STRUCTURES, pairs="train")) == "b571c23b2ed6aac6"
+    assert _digest(g.training_batch(random.Random(0), 64, 48)) == "aa1f614fd6fdfc90"
+    assert _digest(g.training_batch(random.Random(5), 32, 48, {"ioi": 0.5, "repeat": 0.5})) == "54a08a83da25fdfc"
