@@ -298,3 +298,13 @@ def test_v2_training_rows_answer_with_the_name_mentioned_once():
         names = [w for w in words[:-2] if w in NAME_SET]
         assert words[-3] == "to" and names.count(words[-2]) == 1, row
         assert all(names.count(n) >= 2 for n in set(names) - {words[-2]}), row
+
+
+def test_round2_recipe_reports_the_late_heldout_structures_too():
+    options = ioi_4l.round2_options() | TINY | {"steps": 2}
+    metrics = ioi_4l.train(seed=0, progress=False, eval_prompts=10, **options)
+    labels = ioi_4l.heldout_labels(options["extra_heldout"])
+    assert set(v2.LATE_HELDOUT) < set(labels) and set(g.HELDOUT_STRUCTURES) < set(labels)
+    for label in labels:
+        assert 0 <= metrics[f"{label} | heldout pairs | acc"] <= 1
+    assert any(label in m for m in ioi_4l.missed_targets(metrics, labels) for label in v2.LATE_HELDOUT)

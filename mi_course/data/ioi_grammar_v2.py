@@ -267,6 +267,7 @@ MIXES: dict[str, dict[str, float]] = {
     # classic: the first language's IOI rows; composed: composed intros; late: IO after the intro
     "late": {"classic": 0.3, "composed": 0.2, "late": 0.25, "narrative": 0.1, "repeat": 0.15},
     "late_induction": {"classic": 0.25, "composed": 0.2, "late": 0.2, "narrative": 0.1, "repeat": 0.1, "double": 0.15},
+    "late_heavy": {"classic": 0.3, "composed": 0.25, "late": 0.25, "narrative": 0.05, "repeat": 0.05, "double": 0.1},
 }
 
 
