@@ -249,10 +249,8 @@ def ioi_prompts(
 
 
 def heldout_prompt_sets() -> dict[str, Callable[[int, int, str], g.IOIPrompts]]:
-    """This language's own held-out sets for `ioi_4l.evaluate(extra_heldout=...)`, plus the
-    late training structures with held-out pairs (for reference)."""
-    sets = {label: partial(_prompts_of, [s]) for label, s in LATE_HELDOUT.items()}
-    return sets
+    """This language's own held-out sets, for `ioi_4l.evaluate(extra_heldout=...)`."""
+    return {label: partial(_prompts_of, [s]) for label, s in LATE_HELDOUT.items()}
 
 
 def _prompts_of(structures: list[Structure], n: int, seed: int, pairs: str) -> g.IOIPrompts:
