@@ -235,9 +235,10 @@ def _choose_names(rng: random.Random, count: int, pairs: PairSplit) -> list[str]
 
 
 def _fill(template: str, names: dict[str, str], rng: random.Random) -> tuple[list[str], dict[str, list[int]]]:
-    """The words of `template` with every slot filled, and where each name slot landed."""
+    """The words of `template` with every slot filled, and where each name slot landed (slots
+    A, B, S, C always; any other name slot of `names` too)."""
     words: list[str] = []
-    where: dict[str, list[int]] = {"A": [], "B": [], "S": [], "C": []}
+    where: dict[str, list[int]] = {slot: [] for slot in ("A", "B", "S", "C", *names)}
     for slot in template.split():
         if slot in names:
             where[slot].append(len(words))

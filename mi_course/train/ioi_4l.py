@@ -18,8 +18,9 @@ The defaults are the best set-up of that search.
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,12 @@ FINAL_LR_FACTOR = 0.05
 WEIGHT_DECAY = 0.01
 ARCHITECTURE: dict[str, Any] = {"n_layer": 4, "n_embd": 128, "n_head": 8, "n_inner": 512}
 MIX = grammar.DEFAULT_MIX
+# Round 2 of the search (CPU, `ioi_grammar_v2`; see the card): a small model on the richer
+# language. `round2_options()` gives `train`'s arguments for it.
+ROUND2: dict[str, Any] = {
+    "steps": 6000, "lr": 2e-3, "batch": 32, "warmup": 200, "mix": "late_heavy",
+    "n_layer": 4, "n_embd": 64, "n_head": 4, "n_inner": 256,
+}
 EVAL_PROMPTS, EVAL_SEED = 200, 1234  # per held-out structure and pair split
 TARGET_ACCURACY, TARGET_LOGIT_DIFF, MAX_PAIR_GAP = 0.95, 3.0, 0.05
 
@@ -93,19 +100,31 @@ def logit_diffs(model: Any, prompts: grammar.IOIPrompts) -> Float[Tensor, "batch
     return end.gather(1, prompts.io[:, None])[:, 0] - end.gather(1, prompts.s[:, None])[:, 0]
 
 
-def evaluate(model: Any, n: int = EVAL_PROMPTS, seed: int = EVAL_SEED) -> dict[str, float]:
+PromptSets = dict[str, Callable[[int, int, str], grammar.IOIPrompts]]
+
+
+def evaluate(
+    model: Any, n: int = EVAL_PROMPTS, seed: int = EVAL_SEED, extra_heldout: PromptSets | None = None
+) -> dict[str, float]:
     """IO-over-S accuracy and mean logit difference per held-out structure and name-pair split,
-    on training structures with held-out pairs, and the worst held-out figures."""
+    on training structures with held-out pairs, and the worst held-out figures.
+
+    `extra_heldout` maps more held-out labels to prompt makers `(n, seed, pairs) -> IOIPrompts`
+    (a richer language's own held-out structures); they count in the worst figures and the gap.
+    """
     metrics: dict[str, float] = {}
-    sets = {label: [structure] for label, structure in grammar.HELDOUT_STRUCTURES.items()}
-    sets["training structures"] = list(grammar.TRAIN_STRUCTURES)
-    sets["classic training structures"] = list(grammar.CLASSIC_STRUCTURES)
-    for label, structures in sets.items():
+    sets: PromptSets = {
+        label: partial(_structure_prompts, [structure]) for label, structure in grammar.HELDOUT_STRUCTURES.items()
+    }
+    sets |= extra_heldout or {}
+    sets["training structures"] = partial(_structure_prompts, list(grammar.TRAIN_STRUCTURES))
+    sets["classic training structures"] = partial(_structure_prompts, list(grammar.CLASSIC_STRUCTURES))
+    for label, make in sets.items():
         for pairs in ("heldout", "train"):
-            diff = logit_diffs(model, grammar.ioi_prompts(n, seed, structures=structures, pairs=pairs))
+            diff = logit_diffs(model, make(n, seed, pairs))
             metrics[f"{label} | {pairs} pairs | acc"] = round((diff > 0).float().mean().item(), 4)
             metrics[f"{label} | {pairs} pairs | logit diff"] = round(diff.mean().item(), 3)
-    heldout = list(grammar.HELDOUT_STRUCTURES)
+    heldout = heldout_labels(extra_heldout)
     for key in ("acc", "logit diff"):
         metrics[f"worst held-out | heldout pairs | {key}"] = min(metrics[f"{s} | heldout pairs | {key}"] for s in heldout)
     metrics["largest pair gap"] = round(
@@ -114,10 +133,20 @@ def evaluate(model: Any, n: int = EVAL_PROMPTS, seed: int = EVAL_SEED) -> dict[s
     return metrics
 
 
-def missed_targets(metrics: dict) -> list[str]:
-    """The release criteria `metrics` fails, in words (empty when it meets them all)."""
+def _structure_prompts(structures: list[grammar.Structure], n: int, seed: int, pairs: str) -> grammar.IOIPrompts:
+    return grammar.ioi_prompts(n, seed, structures=structures, pairs=pairs)
+
+
+def heldout_labels(extra_heldout: PromptSets | None = None) -> list[str]:
+    """The labels of the held-out prompt sets the release criteria are checked on."""
+    return [*grammar.HELDOUT_STRUCTURES, *(extra_heldout or {})]
+
+
+def missed_targets(metrics: dict, labels: list[str] | None = None) -> list[str]:
+    """The release criteria `metrics` fails, in words (empty when it meets them all), on the
+    held-out sets `labels` (default: the grammar's held-out structures)."""
     missed = []
-    for label in grammar.HELDOUT_STRUCTURES:
+    for label in labels or heldout_labels():
         acc, diff = metrics[f"{label} | heldout pairs | acc"], metrics[f"{label} | heldout pairs | logit diff"]
         gap = metrics[f"{label} | train pairs | acc"] - acc
         if acc < TARGET_ACCURACY:
@@ -138,29 +167,47 @@ def train(
     mix: dict[str, float] | None = None,
     lr: float = LR,
     eval_prompts: int = EVAL_PROMPTS,
+    batch: int = BATCH,
+    n_ctx: int = N_CTX,
+    warmup: int = WARMUP,
+    corpus: Callable[[random.Random, int, int], Tensor] | None = None,
+    extra_heldout: PromptSets | None = None,
     **architecture: Any,
 ) -> dict:
     """Train from scratch; save the checkpoint to `out_dir` if given; return release metrics.
 
-    `device`, `mix`, `lr` and `architecture` (GPT2Config fields) are for the search recorded
-    in the card draft; `eval_prompts` per held-out structure and pair split.
+    `device`, `mix`, `lr`, `batch`, `n_ctx`, `warmup` and `architecture` (GPT2Config fields)
+    are for the searches recorded in the card; `eval_prompts` per held-out structure and pair
+    split. `corpus(rng, batch, n_ctx)` replaces the default training batches (then `mix` is
+    unused) and `extra_heldout` adds held-out prompt sets (see `evaluate`).
     """
     from mi_course.models.checkpoint import save_gpt2_checkpoint
 
     steps = check_steps(DEFAULT_STEPS if steps is None else steps)
-    model = fresh_gpt2(seed, **architecture).to(device)
+    model = fresh_gpt2(seed, n_positions=n_ctx, **architecture).to(device)
     rng = random.Random(seed)
+    if corpus is None:
+        corpus = partial(grammar.training_batch, mix=mix or MIX)
     result = fit(
         model,
-        lambda: grammar.training_batch(rng, BATCH, N_CTX, mix or MIX).to(device),
-        steps, lr, schedule=warmup_stable_decay(steps, WARMUP, DECAY_FRACTION, FINAL_LR_FACTOR),
+        lambda: corpus(rng, batch, n_ctx).to(device),
+        steps, lr, schedule=warmup_stable_decay(steps, warmup, DECAY_FRACTION, FINAL_LR_FACTOR),
         weight_decay=WEIGHT_DECAY, loss_fn=padded_next_token_loss,
         progress=progress, desc=f"{NAME} seed {seed}",
     )
-    metrics = result.report(seed, steps, evaluate(model, eval_prompts))
+    metrics = result.report(seed, steps, evaluate(model, eval_prompts, extra_heldout=extra_heldout))
     if out_dir is not None:
         save_gpt2_checkpoint(model.cpu(), grammar.build_tokenizer, out_dir, metrics)
     return metrics
+
+
+def round2_options() -> dict[str, Any]:
+    """`train`'s keyword arguments for the round-2 recipe (composed intros, IO after the intro)."""
+    from mi_course.data import ioi_grammar_v2
+
+    options = dict(ROUND2)
+    return options | {"corpus": ioi_grammar_v2.corpus(options.pop("mix")),
+                      "extra_heldout": ioi_grammar_v2.heldout_prompt_sets(), "n_ctx": ioi_grammar_v2.N_CTX}
 
 
 if __name__ == "__main__":
@@ -172,10 +219,14 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, help="where to save (default: runs/ioi-4l-seed<S>)")
     parser.add_argument("--steps", type=int, help=f"training steps (default {DEFAULT_STEPS})")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--round2", action="store_true", help="the round-2 recipe of the card (not the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    options = round2_options() if args.round2 else {}
+    if args.steps is not None:
+        options["steps"] = args.steps
     result = train(seed=args.seed, out_dir=args.out or Path("runs") / f"{NAME}-seed{args.seed}",
-                   steps=args.steps, device=args.device)
+                   device=args.device, **options)
     print(json.dumps(result, indent=1))
-    missed = missed_targets(result)
+    missed = missed_targets(result, heldout_labels(options.get("extra_heldout")))
     print("release criteria: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
