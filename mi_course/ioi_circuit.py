@@ -52,21 +52,24 @@ def role_attention(
 
 
 @torch.no_grad()
-def name_copying_scores(model: TransformerBridge, names: Int[Tensor, " n"], top: int = 5) -> Float[Tensor, "layer head"]:
-    """Wang et al.'s copying score of every head, over the token ids `names`.
-
-    A name's token embedding goes through layer 0's MLP (with its LayerNorm, added to the
-    embedding, as the first block would), the head's LayerNorm and OV circuit, the final
-    LayerNorm and the unembedding; the score is the fraction of names whose own logit is among
-    the `top` largest of the names' logits.
-    """
+def name_copying_logits(model: TransformerBridge, names: Int[Tensor, " n"]) -> Float[Tensor, "layer head n n"]:
+    """The names' logits when each head copies each name: a name's token embedding goes through
+    layer 0's MLP (with its LayerNorm, added to the embedding, as the first block would), the
+    head's LayerNorm and OV circuit, the final LayerNorm and the unembedding (Wang et al.)."""
     blocks = model.original_model.transformer.h
     final_ln = model.original_model.transformer.ln_f
     x = model.W_E[names]
     x = x + blocks[0].mlp(blocks[0].ln_2(x))
     values = torch.stack([blocks[layer].ln_1(x) for layer in range(model.cfg.n_layers)])   # [layer, n, d_model]
     written = torch.einsum("lnm,lhmd,lhde->lhne", values, model.W_V, model.W_O)
-    logits = final_ln(written) @ model.W_U[:, names]
+    return final_ln(written) @ model.W_U[:, names]
+
+
+def name_copying_scores(model: TransformerBridge, names: Int[Tensor, " n"], top: int = 5) -> Float[Tensor, "layer head"]:
+    """Wang et al.'s copying score of every head, over the token ids `names`: the fraction of
+    names whose own logit is among the `top` largest of the names' logits when the head copies
+    that name (`name_copying_logits`)."""
+    logits = name_copying_logits(model, names)
     own = torch.arange(len(names), device=logits.device)[:, None]
     return (logits.topk(top, dim=-1).indices == own).any(-1).float().mean(-1)
 

@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mi_course import circuits
+from mi_course import circuits, ioi_circuit
 from mi_course.data import ioi_grammar as grammar
 from mi_course.models.checkpoint import load_checkpoint
 
@@ -66,22 +66,13 @@ def prompt_measures(model, p: grammar.IOIPrompts) -> dict[str, Any]:
 
 @torch.no_grad()
 def copying_scores(model, top: int = 5) -> tuple[Float[Tensor, "layer head"], Float[Tensor, "layer head"]]:
-    """Wang et al.'s copying score: a name's embedding through MLP0, a head's OV circuit, the
-    final LayerNorm and the unembedding; the fraction of names whose own logit is in the top
-    `top` among names (and, negated, the negative copying score)."""
-    gpt2 = model.original_model.transformer
-    names = grammar.NAME_IDS
-    x = model.W_E[names]
-    x = x + gpt2.h[0].mlp(gpt2.h[0].ln_2(x))
-    own = torch.arange(len(names))[:, None]
-    positive = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    negative = torch.zeros_like(positive)
-    for layer in range(model.cfg.n_layers):
-        values = gpt2.h[layer].ln_1(x)
-        written = torch.einsum("nm,hmd,hde->hne", values, model.W_V[layer], model.W_O[layer])
-        logits = gpt2.ln_f(written) @ model.W_U[:, names]
-        positive[layer] = (logits.topk(top, dim=-1).indices == own).any(-1).float().mean(-1)
-        negative[layer] = ((-logits).topk(top, dim=-1).indices == own).any(-1).float().mean(-1)
+    """Wang et al.'s copying score over the grammar's names (`ioi_circuit.name_copying_logits`):
+    the fraction of names whose own logit is in the top `top` among names, and, negated, the
+    negative copying score."""
+    logits = ioi_circuit.name_copying_logits(model, torch.as_tensor(grammar.NAME_IDS)).cpu()
+    own = torch.arange(len(grammar.NAME_IDS))[:, None]
+    positive = (logits.topk(top, dim=-1).indices == own).any(-1).float().mean(-1)
+    negative = ((-logits).topk(top, dim=-1).indices == own).any(-1).float().mean(-1)
     return positive, negative
 
 
