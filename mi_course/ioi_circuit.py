@@ -183,29 +183,47 @@ def structure_groups(prompts: IOIPrompts) -> Int[Tensor, " batch"]:
 # --- where the circuit fails ----------------------------------------------------------------------
 
 LATE_IO_TEMPLATE = "S and C went to the P . S met IO at the P . C gave D O to"
+TEMPLATE_POOLS = ("P", "O", "D")
 
 
-def late_io_prompts(n: int, seed: int = 0) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"], Int[Tensor, " batch"], Int[Tensor, " batch"]]:
-    """`n` IOI prompts whose IO is named only *after* the first clause, as tokens of ioi-4l's
-    language with the END position, the IO and the S token ids: (tokens, end, io, s).
-
-    S is mentioned twice (and a third name C twice), IO once, so the answer is still "the name
-    mentioned once", but "the first clause's names minus the names mentioned later" finds none.
-    """
+def template_prompts(template: str, n: int, seed: int = 0) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"], Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """`n` prompts of ioi-4l's language from `template`, whose slots S, C and IO get three
+    different names and P, O, D a place, an object and a determiner (other words stay as they
+    are); returned as (tokens with `<bos>` first, the END position, the IO and the S token ids)."""
     import random
 
     from mi_course.data import ioi_grammar as grammar
 
     rng = random.Random(seed)
+    pools = {"P": grammar.PLACES, "O": grammar.OBJECTS, "D": grammar.DETERMINERS}
     rows, io, s = [], [], []
     for _ in range(n):
         subject, other, answer = rng.sample(grammar.NAMES, 3)
-        pools = {"P": grammar.PLACES, "O": grammar.OBJECTS, "D": grammar.DETERMINERS}
         fill = {"S": subject, "C": other, "IO": answer}
         words = [fill[slot] if slot in fill else rng.choice(pools[slot]) if slot in pools else slot
-                 for slot in LATE_IO_TEMPLATE.split()]
+                 for slot in template.split()]
         rows.append([grammar.TOKEN_ID[grammar.BOS]] + [grammar.TOKEN_ID[word] for word in words])
         io.append(grammar.TOKEN_ID[answer])
         s.append(grammar.TOKEN_ID[subject])
     tokens = torch.tensor(rows)
     return tokens, torch.full((n,), tokens.shape[1] - 1), torch.tensor(io), torch.tensor(s)
+
+
+def late_io_prompts(n: int, seed: int = 0) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"], Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """`n` IOI prompts whose IO is named only *after* the first clause (`LATE_IO_TEMPLATE`), as
+    `template_prompts` returns them.
+
+    S is mentioned twice (and a third name C twice), IO once, so the answer is still "the name
+    mentioned once", but "the first clause's names minus the names mentioned later" finds none.
+    """
+    return template_prompts(LATE_IO_TEMPLATE, n, seed)
+
+
+def word_shapes(tokens: Int[Tensor, "batch pos"]) -> list[tuple[str, ...]]:
+    """Each row with names, places, objects and determiners replaced by N, P, O, D: the prompt's
+    structure, whatever fills its slots."""
+    from mi_course.data import ioi_grammar as grammar
+
+    kinds = {**{w: "N" for w in grammar.NAMES}, **{w: "P" for w in grammar.PLACES},
+             **{w: "O" for w in grammar.OBJECTS}, **{w: "D" for w in grammar.DETERMINERS}}
+    return [tuple(kinds.get(grammar.VOCAB[t], grammar.VOCAB[t]) for t in row) for row in tokens.tolist()]

@@ -142,6 +142,7 @@ register(Exercise(
     forbidden=("transformer_lens.patching.get_act_patch_direct_path",
                "transformer_lens.patching.get_act_patch_direct_path_all_sources",
                "mi_course.path_patching.path_patch"),
+    handed_out=("mi_course.patching.cache_activations",),
     mistakes=(
         Mistake("other heads not frozen", _senders_only,
                 "Freeze every head that is not a sender at its clean z: otherwise the sender's effect also flows "
@@ -293,6 +294,7 @@ register(Exercise(
     reference=ref.knockout,
     cases=_knockout_cases,
     timeout_s=60.0,
+    handed_out=("mi_course.patching.cache_activations", "mi_course.ioi_circuit.structure_groups"),
     mistakes=(
         Mistake("mean over the IOI prompts", _knockout_clean_mean,
                 "Take the mean over reference_tokens (the ABC distribution), not over the prompts you evaluate: "
@@ -361,6 +363,9 @@ def _validate_failing(case: Case, out: object) -> str | None:
     s_count = ((tokens == s[:, None]) & upto).sum(1)
     if (io_count != 1).any() or (s_count < 2).any():
         return "in every prompt IO must be mentioned exactly once and S at least twice up to END: still an IOI task"
+    late = tuple(ref.word_shapes(ref.late_io_prompts(1)[0])[0])
+    if sum(shape == late for shape in ref.word_shapes(tokens)) > n / 2:
+        return "that is late_io_prompts' structure, which the chapter already showed: find another one"
     if len({tuple(row) for row in tokens.tolist()}) < min(MIN_DISTINCT, n):
         return f"use at least {MIN_DISTINCT} different prompts, not one prompt repeated"
     with torch.no_grad():
@@ -371,7 +376,14 @@ def _validate_failing(case: Case, out: object) -> str | None:
     return None
 
 
+IO_FIRST_IN_MIDDLE = "S and C were at the P . IO met S at the P . C gave D O to"
+
+
 def _fail_reference(n: int):
+    return ref.template_prompts(IO_FIRST_IN_MIDDLE, n)
+
+
+def _fail_late_reused(n: int):
     return ref.late_io_prompts(n)
 
 
@@ -392,7 +404,11 @@ register(Exercise(
     cases=_fail_cases,
     validate=_validate_failing,
     timeout_s=60.0,
+    handed_out=("mi_course.ioi_circuit.template_prompts",),
     mistakes=(
+        Mistake("late_io_prompts reused", _fail_late_reused,
+                "That is the structure the chapter already showed failing; change where and how IO and S "
+                "appear (ioi_circuit.template_prompts fills any template for you)."),
         Mistake("IO and S swapped", _fail_roles_swapped,
                 "The answer must still be the name mentioned once: make the model fail on a real IOI prompt, not "
                 "on one whose 'IO' is the repeated name."),
@@ -449,6 +465,7 @@ register(Exercise(
     cases=_small_cases,
     validate=_validate_small,
     timeout_s=60.0,
+    handed_out=("mi_course.ioi_circuit.structure_groups", "mi_course.patching.logit_diff"),
     mistakes=(
         Mistake("the ten-head circuit", _small_ten_heads,
                 "That is section 6's circuit: find one with at most max_heads heads."),
