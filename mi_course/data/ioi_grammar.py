@@ -135,6 +135,12 @@ def build_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
 # --- structures ---------------------------------------------------------------------------------
 
 
+def final_clause(final: str, x: str, y: str | None) -> str:
+    """Final clause `final` with its slots X and Y (Y only in the relative clause) set to S or C."""
+    clause = FINALS[final].replace("X", x)
+    return clause if y is None else clause.replace("Y", y)
+
+
 @dataclass(frozen=True)
 class Structure:
     """One sentence structure: which intro, middle and final clause, and who fills X and Y."""
@@ -148,10 +154,8 @@ class Structure:
     @property
     def template(self) -> str:
         """The structure as a template over slots, with X and Y resolved to S or C."""
-        final = FINALS[self.final].replace("X", self.x)
-        if self.y is not None:
-            final = final.replace("Y", self.y)
-        return " ".join(part for part in (INTROS[self.intro], MIDDLES[self.middle], final) if part)
+        return " ".join(part for part in (INTROS[self.intro], MIDDLES[self.middle],
+                                          final_clause(self.final, self.x, self.y)) if part)
 
     @property
     def name(self) -> str:

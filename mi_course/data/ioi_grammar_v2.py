@@ -114,9 +114,7 @@ class LateStructure:
 
     @property
     def template(self) -> str:
-        final = g.FINALS[self.final].replace("X", self.x)
-        if self.y is not None:
-            final = final.replace("Y", self.y)
+        final = g.final_clause(self.final, self.x, self.y)
         parts = (LATE_INTROS[self.intro], IO_CLAUSES[self.io_clause], g.MIDDLES[self.middle], final)
         return " ".join(part for part in parts if part)
 
@@ -172,9 +170,7 @@ class ComposedStructure:
 
     @property
     def template(self) -> str:
-        final = g.FINALS[self.final].replace("X", self.x)
-        if self.y is not None:
-            final = final.replace("Y", self.y)
+        final = g.final_clause(self.final, self.x, self.y)
         return " ".join(part for part in (self.intro, g.MIDDLES[self.middle], final) if part)
 
     @property
