@@ -41,6 +41,8 @@ def test_phrasings_hold_out_one_per_relation_with_only_trained_words():
         assert len(facts.PHRASINGS[relation]) == 7 and heldout not in facts.PHRASINGS[relation]
         assert set(heldout.split()) <= trained_words, heldout
         assert sum(not p.startswith("S ") for p in facts.PHRASINGS[relation]) >= 3
+    # the data pair "job" and "profession" in one frame (the fix for the held-out job phrasing)
+    assert {"the job S has is that of a", "the profession S has is that of a"} <= set(facts.PHRASINGS["job"])
 
 
 def test_training_corpus_rows_and_positions():
@@ -118,10 +120,7 @@ def test_a_few_steps_are_deterministic_and_not_releasable():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [
-    pytest.param(0, marks=pytest.mark.xfail(reason="measured: seed 0 recalls 0.846 on held-out phrasings "
-                                                   "(criterion 0.90); see the model card", strict=False)),
-    1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_full_retraining_meets_release_criteria(seed, tmp_path):
     module = training_module("facts-4l")
     metrics = module.train(seed=seed, out_dir=tmp_path, progress=False)

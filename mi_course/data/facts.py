@@ -62,7 +62,7 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "the home of S is in", "S makes a home in", "the city of S is",
     ),
     "job": (
-        "S works as a", "S is employed as a", "the profession S has is that of a", "by profession S is a",
+        "S works as a", "the job S has is that of a", "the profession S has is that of a", "by profession S is a",
         "the job of S is", "everyone knows that S works as a", "S is by profession a",
     ),
     "sport": (
