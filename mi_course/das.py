@@ -116,15 +116,19 @@ def patch_pairs(
     device = model.cfg.device
     names = {hook_name(layer) for layer, _ in sites}
     rows = torch.arange(len(prompts), device=device)
-    runs = [model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names) for tokens in (base, source)]
-    diffs = [_logit_diff(logits, prompts.positions["end"].to(device), prompts.io.to(device), prompts.s.to(device)).cpu()
-             for logits, _ in runs]
+    end, io, s = prompts.positions["end"], prompts.io, prompts.s
+    caches, diffs = [], []
+    for tokens in (base, source):
+        logits, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
+        caches.append(cache)
+        diffs.append(_logit_diff(logits, end.to(device), io.to(device), s.to(device)).cpu())
 
     def hidden(cache, layer: int, role: str) -> Tensor:
         return cache[hook_name(layer)][rows, prompts.positions[role].to(device)].cpu()
 
-    return {(layer, role): PatchPairs(base, prompts.positions[role], prompts.positions["end"], prompts.io, prompts.s, layer,
-                                      source_hidden=hidden(runs[1][1], layer, role), base_hidden=hidden(runs[0][1], layer, role),
+    return {(layer, role): PatchPairs(base, prompts.positions[role], end, io, s, layer,
+                                      source_hidden=hidden(caches[1], layer, role),
+                                      base_hidden=hidden(caches[0], layer, role),
                                       base_diff=diffs[0], source_diff=diffs[1])
             for layer, role in sites}
 
