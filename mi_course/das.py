@@ -190,3 +190,31 @@ def fit_direction(
         for p in trainable:
             p.requires_grad_(True)
     return (direction / direction.norm()).detach()
+
+
+def first_order_best(
+    model: TransformerBridge, pairs: PatchPairs
+) -> tuple[float, Float[Tensor, " d_mlp"]]:
+    """The largest effect any one direction's patch can have at this site, to first order, and
+    that direction. Patching along a unit v changes a base's logit difference by about
+    ((h_source - h_base) . v) (v . g), g its gradient with respect to the hidden vector; the mean
+    over pairs is v^T M v with M the symmetric part of mean(a g^T), so the best v is an extreme
+    eigenvector of M. A site where this is small offers DAS nothing to find, illusion or not."""
+    device = model.cfg.device
+    rows = torch.arange(len(pairs), device=device)
+    position = pairs.position.to(device)
+    nudge = torch.zeros(len(pairs), pairs.base_hidden.shape[-1], device=device, requires_grad=True)
+
+    def hook(hidden: Tensor, hook) -> Tensor:
+        return hidden.index_put((rows, position), hidden[rows, position] + nudge)
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
+        diff = _logit_diff(logits, pairs.end.to(device), pairs.io.to(device), pairs.s.to(device))
+        (gradient,) = torch.autograd.grad(diff.sum(), nudge)
+    moved = pairs.source_hidden - pairs.base_hidden
+    product = moved.T @ gradient.cpu() / len(pairs)
+    values, vectors = torch.linalg.eigh((product + product.T) / 2)
+    gap = (pairs.source_diff - pairs.base_diff).mean()
+    best = int((values / gap).argmax())
+    return (values[best] / gap).item(), vectors[:, best]

@@ -87,3 +87,18 @@ def test_das_in_mlp1_beats_the_whole_mlp_on_held_out_structures(ioi_model):
     found = das.effect(pairs, das.patched_diff(ioi_model, pairs, direction))
     assert found > whole + 0.15, (found, whole)
     assert all(p.requires_grad for p in ioi_model.parameters())       # the search left the model as it was
+
+
+def test_the_first_order_best_direction_predicts_its_real_patch(ioi_model):
+    prompts = das.with_names(grammar.ioi_prompts(48, seed=7), "Mary", "John")
+    sites = das.patch_pairs(ioi_model, prompts, [(2, "end"), (1, "S2")])
+    for site, pairs in sites.items():
+        estimate, direction = das.first_order_best(ioi_model, pairs)
+        real = das.effect(pairs, das.patched_diff(ioi_model, pairs, direction))
+        assert abs(direction.norm() - 1) < 1e-5 and abs(real - estimate) < 0.1, (site, estimate, real)
+    assert das.first_order_best(ioi_model, sites[2, "end"])[0] > 0.5      # MLP2 carries the answer at END
+    assert abs(das.first_order_best(ioi_model, sites[1, "S2"])[0]) < 0.05  # no direction in MLP1 at S2 does
+    # a random direction does less than the best one, to first order and for real
+    random = torch.randn(512, generator=torch.Generator().manual_seed(2))
+    pairs = sites[2, "end"]
+    assert das.effect(pairs, das.patched_diff(ioi_model, pairs, random)) < das.first_order_best(ioi_model, pairs)[0]
