@@ -11,7 +11,9 @@ Two kinds, for Chapter 7:
   the direction does anything alone: one part carries the variable but is not read downstream
   (causally disconnected), the other is read downstream but never varies on the data (dormant).
   Patching along their sum moves the variable's variation into the dormant part, switching on a
-  pathway the model never uses. A hand-built component shows it with the ground truth known.
+  pathway the model never uses. A hand-built component shows it with the ground truth known;
+  `split_direction` and `readout_fraction` are the checks for a trained layer (the search on
+  a shipped model is in `mi_course.das`).
 """
 
 from __future__ import annotations
@@ -106,6 +108,18 @@ def readout_fraction(direction: Float[Tensor, "d"], read: Float[Tensor, "k d"]) 
     basis = torch.linalg.qr(read.T)[0]
     unit = direction / direction.norm()
     return (unit @ basis).pow(2).sum().item()
+
+
+def split_direction(
+    direction: Float[Tensor, "d_mlp"], w_out: Float[Tensor, "d_mlp d_model"]
+) -> tuple[Float[Tensor, "d_mlp"], Float[Tensor, "d_mlp"]]:
+    """The unit direction split into (invisible, readable) for a layer whose output is
+    `hidden @ w_out`: the readable part is its projection on the span of `w_out`'s columns (all
+    the output depends on; `w_out` may be rank-deficient), the invisible part the rest, which
+    `w_out` maps to 0. The two are orthogonal and add up to the unit direction."""
+    unit = direction / direction.norm()
+    readable = w_out @ (torch.linalg.pinv(w_out) @ unit)
+    return unit - readable, readable
 
 
 def illusory_direction(toy: ToyComponent) -> Float[Tensor, "d_hidden"]:

@@ -18,7 +18,8 @@ def _stub(*args, **kwargs):
 def test_chapter_declares_its_exercises():
     assert {ex.id for ex in CH07} >= {"ch07.precision_recall", "ch07.subspace_patch", "ch07.parent_recall",
                                       "ch07.shattered_rows", "ch07.ablate_heads", "ch07.predict_copied",
-                                      "ch07.illusory_direction", "ch07.ground_truth_score"}
+                                      "ch07.illusory_direction", "ch07.ground_truth_score",
+                                      "ch07.split_direction"}
 
 
 @pytest.mark.parametrize("ex", CH07, ids=lambda ex: ex.id)
@@ -74,6 +75,14 @@ def _illusion_larger_angle(toy):
     return torch.cos(t) * toy.write / w + torch.sin(t) * toy.read / r
 
 
+def _split_by_svd(direction, w_out):
+    u, s, _ = torch.linalg.svd(w_out, full_matrices=False)
+    basis = u[:, s > 1e-5 * s.max()]
+    unit = direction / direction.norm()
+    readable = basis @ (basis.T @ unit)
+    return unit - readable, readable
+
+
 @pytest.mark.parametrize("exercise_id,answer", [
     ("ch07.precision_recall", _precision_recall_by_counts),
     ("ch07.subspace_patch", _patch_by_projector),
@@ -81,6 +90,7 @@ def _illusion_larger_angle(toy):
     ("ch07.ablate_heads", _ablate_by_mask),
     ("ch07.predict_copied", _predict_by_key),
     ("ch07.illusory_direction", _illusion_larger_angle),
+    ("ch07.split_direction", _split_by_svd),
 ])
 def test_a_different_correct_answer_passes(exercise_id, answer):
     result = grade(get_exercise(exercise_id), answer)

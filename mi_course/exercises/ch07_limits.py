@@ -117,6 +117,68 @@ register(Exercise(
 ))
 
 
+# --- 2b. splitting a direction by what the next layer reads ----------------------------------------
+
+
+def _split_cases(seed: int = 0) -> list[Case]:
+    g = torch.Generator().manual_seed(7150 + seed)
+    square = torch.randn(4, 2, generator=g) @ torch.randn(2, 4, generator=g)      # rank 2 of 4
+    tall = torch.randn(12, 5, generator=g)
+    narrow = torch.randn(8, 3, generator=g)
+    inside = narrow @ torch.randn(3, generator=g)                                  # in the column span
+    null = torch.linalg.svd(narrow)[0][:, -1] * 0.4                                # w_out maps it to 0
+    return [
+        Case(args=(torch.randn(4, generator=g) * 3, square),
+             label="a square w_out of rank 2 (edge: two dead directions), a direction of norm about 3"),
+        Case(args=(torch.randn(12, generator=g) * 2, tall), label="d_mlp 12, d_model 5"),
+        Case(args=(inside, narrow), label="a direction inside the span of w_out's columns (edge: invisible part 0)"),
+        Case(args=(null, narrow), label="a direction w_out maps to 0, norm 0.4 (edge: readable part 0)"),
+    ]
+
+
+def _split_unnormalised(direction, w_out):
+    return tuple(part * direction.norm() for part in illusions.split_direction(direction, w_out))
+
+
+def _split_swapped(direction, w_out):
+    return illusions.split_direction(direction, w_out)[::-1]
+
+
+def _split_not_orthonormal(direction, w_out):
+    unit = direction / direction.norm()
+    readable = w_out @ (w_out.T @ unit)
+    return unit - readable, readable
+
+
+def _split_rows(direction, w_out):
+    unit = direction / direction.norm()
+    readable = torch.linalg.pinv(w_out) @ (w_out @ unit)
+    return unit - readable, readable
+
+
+register(Exercise(
+    id="ch07.split_direction",
+    title="Split a direction into the part a layer's output weights cannot see and the part they read",
+    reference=illusions.split_direction,
+    cases=_split_cases,
+    mistakes=(
+        Mistake("direction not normalised", _split_unnormalised,
+                "Split the unit direction, direction / |direction|: the two parts should add up to a vector of "
+                "norm 1, so that their squared norms are shares of it."),
+        Mistake("parts swapped", _split_swapped,
+                "Return (invisible, readable): first the part that w_out maps to 0 (invisible @ w_out = 0), then "
+                "the part in the span of w_out's columns."),
+        Mistake("columns not orthonormalised", _split_not_orthonormal,
+                "w_out @ w_out.T is not a projection: w_out's columns are neither orthogonal nor of unit length. "
+                "Project onto their span with an orthonormal basis of it (from an SVD, keeping only non-zero "
+                "singular values) or with w_out @ torch.linalg.pinv(w_out)."),
+        Mistake("span of the rows", _split_rows,
+                "The output hidden @ w_out depends on the hidden vector through its dot products with w_out's "
+                "*columns* (vectors of length d_mlp): project onto their span, not onto the span of the rows."),
+    ),
+))
+
+
 # --- 3. feature absorption ----------------------------------------------------------------------------
 
 

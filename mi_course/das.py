@@ -1,0 +1,220 @@
+"""One-direction distributed alignment search (DAS) in an MLP's hidden layer, on IOI pairs.
+
+Makelov, Lange & Nanda (2023) found the subspace-patching illusion in GPT-2's IOI circuit: an MLP
+layer whose whole patch does nothing, and a direction in its hidden (post-activation) space,
+found by DAS (Geiger et al. 2024), whose patch flips the answer. Chapter 7 runs the same recipe
+on `ioi-4l`:
+
+- pairs whose answer changes: the *source* is the base sentence with every later mention of S
+  replaced by IO, so the source's answer is the base's S (`answer_swapped`). The variable is
+  which of the two intro names is the answer (the first or the second), the same for every pair;
+- a site: one MLP layer's hidden vector (`blocks.L.mlp.hook_post`) at one role's position;
+- the patch's effect on logit(IO) - logit(S) of the base, as a fraction of the distance to the
+  source's logit difference (`effect`): 0 nothing, 1 all the way;
+- DAS: gradient descent on one direction so that patching along it makes the base answer like
+  the source (`fit_direction`).
+
+The checks that expose an illusion (the whole-component patch, the direction's split into the
+part W_out cannot see and the part it reads, and how much the data vary along each) are in
+`mi_course.illusions`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mi_course.data.ioi_grammar import BOS, PAD, TOKEN_ID, VOCAB, IOIPrompts
+from mi_course.illusions import subspace_patch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+
+def answer_swapped(prompts: IOIPrompts) -> Int[Tensor, "batch pos"]:
+    """Each clean prompt with every mention of S after the intro replaced by IO: the same
+    sentence with the roles of the pair exchanged, so its answer is the base's S. Aligned token
+    by token with `prompts.clean` (the S2-corrupted twin marks which tokens change)."""
+    return torch.where(prompts.corrupted != prompts.clean, prompts.io[:, None], prompts.clean)
+
+
+def with_names(prompts: IOIPrompts, io: str, s: str) -> IOIPrompts:
+    """The prompts with their IO and S replaced by the names `io` and `s` everywhere (clean and
+    corrupted), rows whose third name C or fresh S2 name is one of the two left out: one name
+    pair in many sentences, so that "which of the two is the answer" is a single binary variable."""
+    new_io, new_s = TOKEN_ID[io], TOKEN_ID[s]
+    keep = ~((prompts.clean == new_io) | (prompts.clean == new_s) | (prompts.corrupted == new_io)
+             | (prompts.corrupted == new_s)).any(1)
+    rows = keep.nonzero()[:, 0]
+
+    def rename(tokens: Tensor) -> Tensor:
+        tokens = tokens[rows]
+        io_here, s_here = prompts.io[rows, None], prompts.s[rows, None]
+        return torch.where(tokens == io_here, new_io, torch.where(tokens == s_here, new_s, tokens))
+
+    return dataclasses.replace(
+        prompts, clean=rename(prompts.clean), corrupted=rename(prompts.corrupted),
+        io=torch.full((len(rows),), new_io), s=torch.full((len(rows),), new_s),
+        positions={role: where[rows] for role, where in prompts.positions.items()},
+        structure=tuple(prompts.structure[i] for i in rows.tolist()), abba=prompts.abba[rows],
+        texts=tuple(" ".join(VOCAB[t] for t in row if t not in (TOKEN_ID[BOS], TOKEN_ID[PAD]))
+                    for row in rename(prompts.clean).tolist()),
+    )
+
+
+@dataclass(frozen=True)
+class PatchPairs:
+    """Base and source prompts of one site, with what a patch there needs: the source's hidden
+    vectors at the site, and the base's and source's logit differences (IO minus S of the base)."""
+
+    base: Int[Tensor, "batch pos"]
+    position: Int[Tensor, " batch"]
+    end: Int[Tensor, " batch"]
+    io: Int[Tensor, " batch"]
+    s: Int[Tensor, " batch"]
+    layer: int
+    source_hidden: Float[Tensor, "batch d_mlp"]
+    base_hidden: Float[Tensor, "batch d_mlp"]
+    base_diff: Float[Tensor, " batch"]
+    source_diff: Float[Tensor, " batch"]
+
+    def __len__(self) -> int:
+        return self.base.shape[0]
+
+    def rows(self, index: Int[Tensor, " k"]) -> PatchPairs:
+        """The pairs at `index`: a minibatch."""
+        return PatchPairs(self.base[index], self.position[index], self.end[index], self.io[index], self.s[index],
+                          self.layer, self.source_hidden[index], self.base_hidden[index], self.base_diff[index],
+                          self.source_diff[index])
+
+
+def hook_name(layer: int) -> str:
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+def _logit_diff(logits: Float[Tensor, "batch pos vocab"], end: Tensor, io: Tensor, s: Tensor) -> Float[Tensor, " batch"]:
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    at = logits[rows, end]
+    return at[rows, io] - at[rows, s]
+
+
+@torch.no_grad()
+def patch_pairs(
+    model: TransformerBridge, prompts: IOIPrompts, sites: list[tuple[int, str]]
+) -> dict[tuple[int, str], PatchPairs]:
+    """For each site (MLP layer, role such as "S2" or "end"), everything a patch of the MLP's
+    hidden vector there needs, from two forward passes in all (base and source); padding past
+    the longest prompt is trimmed."""
+    width = int(prompts.positions["end"].max()) + 1
+    base, source = prompts.clean[:, :width], answer_swapped(prompts)[:, :width]
+    device = model.cfg.device
+    names = {hook_name(layer) for layer, _ in sites}
+    rows = torch.arange(len(prompts), device=device)
+    end, io, s = prompts.positions["end"], prompts.io, prompts.s
+    caches, diffs = [], []
+    for tokens in (base, source):
+        logits, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
+        caches.append(cache)
+        diffs.append(_logit_diff(logits, end.to(device), io.to(device), s.to(device)).cpu())
+
+    def hidden(cache, layer: int, role: str) -> Tensor:
+        return cache[hook_name(layer)][rows, prompts.positions[role].to(device)].cpu()
+
+    return {(layer, role): PatchPairs(base, prompts.positions[role], end, io, s, layer,
+                                      source_hidden=hidden(caches[1], layer, role),
+                                      base_hidden=hidden(caches[0], layer, role),
+                                      base_diff=diffs[0], source_diff=diffs[1])
+            for layer, role in sites}
+
+
+def patched_diff(
+    model: TransformerBridge, pairs: PatchPairs, direction: Float[Tensor, " d_mlp"] | None
+) -> Float[Tensor, " batch"]:
+    """Each base's logit difference with its hidden vector at the site patched from its source:
+    along `direction` only (`illusions.subspace_patch`), or the whole vector when it is None.
+    Differentiable in `direction`."""
+    device = model.cfg.device
+    rows = torch.arange(len(pairs), device=device)
+    position = pairs.position.to(device)
+    source = pairs.source_hidden.to(device)
+
+    def hook(hidden: Tensor, hook) -> Tensor:
+        here = hidden[rows, position]
+        new = source if direction is None else subspace_patch(here, source, direction.to(device))
+        return hidden.index_put((rows, position), new)
+
+    logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
+    return _logit_diff(logits, pairs.end.to(device), pairs.io.to(device), pairs.s.to(device)).cpu()
+
+
+def effect(pairs: PatchPairs, patched: Float[Tensor, " batch"]) -> float:
+    """How far a patch moved the mean logit difference from the base's toward the source's:
+    (patched - base) / (source - base), of the means. 1: the output became the source's."""
+    return ((patched.mean() - pairs.base_diff.mean()) / (pairs.source_diff.mean() - pairs.base_diff.mean())).item()
+
+
+def fit_direction(
+    model: TransformerBridge,
+    pairs: PatchPairs,
+    steps: int = 80,
+    batch: int = 16,
+    lr: float = 0.1,
+    seed: int = 0,
+    progress: Callable | None = None,
+) -> Float[Tensor, " d_mlp"]:
+    """DAS with a one-dimensional subspace: the unit direction whose patch (source into base)
+    makes the base's output most like the source's, by Adam on the source answer's
+    cross-entropy against the base answer, softplus(logit(IO) - logit(S)). Seeded init and
+    minibatches; the model's weights stay fixed."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.randn(pairs.source_hidden.shape[-1], generator=g).requires_grad_(True)
+    optimiser = torch.optim.Adam([direction], lr=lr)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            for _ in (progress or range)(steps):
+                index = torch.randperm(len(pairs), generator=g)[:batch]
+                loss = torch.nn.functional.softplus(patched_diff(model, pairs.rows(index), direction)).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    return (direction / direction.norm()).detach()
+
+
+def first_order_best(
+    model: TransformerBridge, pairs: PatchPairs
+) -> tuple[float, Float[Tensor, " d_mlp"]]:
+    """The largest effect any one direction's patch can have at this site, to first order, and
+    that direction. Patching along a unit v changes a base's logit difference by about
+    ((h_source - h_base) . v) (v . g), g its gradient with respect to the hidden vector; the mean
+    over pairs is v^T M v with M the symmetric part of mean(a g^T), so the best v is an extreme
+    eigenvector of M. A site where this is small offers DAS nothing to find, illusion or not."""
+    device = model.cfg.device
+    rows = torch.arange(len(pairs), device=device)
+    position = pairs.position.to(device)
+    nudge = torch.zeros(len(pairs), pairs.base_hidden.shape[-1], device=device, requires_grad=True)
+
+    def hook(hidden: Tensor, hook) -> Tensor:
+        return hidden.index_put((rows, position), hidden[rows, position] + nudge)
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
+        diff = _logit_diff(logits, pairs.end.to(device), pairs.io.to(device), pairs.s.to(device))
+        (gradient,) = torch.autograd.grad(diff.sum(), nudge)
+    moved = pairs.source_hidden - pairs.base_hidden
+    product = moved.T @ gradient.cpu() / len(pairs)
+    values, vectors = torch.linalg.eigh((product + product.T) / 2)
+    gap = (pairs.source_diff - pairs.base_diff).mean()
+    best = int((values / gap).argmax())
+    return (values[best] / gap).item(), vectors[:, best]
