@@ -324,6 +324,9 @@ def test_round2_language_is_pinned():
         assert _digest(v2.training_batch(random.Random(3), 32, 48, mix)) == digest, mix
     assert _prompts_digest(v2.ioi_prompts(40, 1234, structures=list(v2.LATE_HELDOUT.values()))) == "a072dd27ab572826"
     assert list(v2.heldout_prompt_sets()) == list(v2.LATE_HELDOUT)
+    # round 3's language and mix as its runs in the card were trained
+    assert _digest([s.name for s in v2.FINAL_IO_TRAIN]) == "2e8b381c642aff01"
+    assert _digest(v2.training_batch(random.Random(3), 32, 48, "final_io")) == "ed579ac60d90414b"
 
 
 # --- round 3 (`ioi_grammar_v2`, final-IO structures): IO's one mention inside the final clause ---
