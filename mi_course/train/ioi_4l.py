@@ -225,9 +225,13 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--round2", action="store_true", help="the round-2 recipe of the card (not the shipped one)")
     parser.add_argument("--round3", action="store_true", help="the round-3 recipe of the card (not the shipped one)")
+    parser.add_argument("--shipped-size", action="store_true",
+                        help="with --round2/--round3: the shipped architecture (d_model 128, 8 heads) instead of theirs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = round2_options(round3=args.round3) if args.round2 or args.round3 else {}
+    if args.shipped_size:
+        options |= ARCHITECTURE
     if args.steps is not None:
         options["steps"] = args.steps
     result = train(seed=args.seed, out_dir=args.out or Path("runs") / f"{NAME}-seed{args.seed}",
