@@ -6,7 +6,9 @@ clean/corrupted prompts, and that a GPT-2 checkpoint boots into a TransformerBri
 files with no network wait. The shipped `ioi-4l` is the one seed of its recipe that met the release criteria (its model card
 records the search): the slow test retrains three seeds against them and is marked xfail until
 all three meet them. Round 2 of the search (`ioi_grammar_v2`): its hold-outs, its prompts, and a
-digest test pinning every output of the shipped language that `ioi-4l` and Chapter 6 use.
+digest test pinning every output of the shipped language that `ioi-4l` and Chapter 6 use. Round 3
+(final-IO structures, IO inside the final clause): its hold-outs, checked with the names' roles,
+its prompts, and digests pinning round 2's outputs.
 """
 
 from __future__ import annotations
@@ -197,8 +199,9 @@ def test_circuit_measurements_add_up_on_a_gpt2_checkpoint(tmp_path):
     from mi_course.train import ioi_4l_circuit
 
     save_gpt2_checkpoint(ioi_4l.fresh_gpt2(1, **TINY), g.build_tokenizer, tmp_path / "run")
-    result = ioi_4l_circuit.measure(tmp_path / "run", n=10)
-    for label in ("held-out structures, held-out pairs", "classic training structures, held-out pairs"):
+    result = ioi_4l_circuit.measure(tmp_path / "run", n=10, late=True, final_io=True)
+    for label in ("held-out structures, held-out pairs", "classic training structures, held-out pairs",
+                  "late held-out structures, held-out pairs", "final-IO held-out structures, held-out pairs"):
         total, diff = result[label]["dla_total_vs_logit_diff"]
         assert abs(total - diff) < 1e-3 and diff != 0
         assert len(result[label]["mean_ablation_effect"]) == 1 and len(result[label]["END->IO"][0]) == 2
@@ -309,3 +312,106 @@ def test_round2_recipe_reports_the_late_heldout_structures_too():
     for label in labels:
         assert 0 <= metrics[f"{label} | heldout pairs | acc"] <= 1
     assert any(label in m for m in ioi_4l.missed_targets(metrics, labels) for label in v2.LATE_HELDOUT)
+
+
+def test_round2_language_is_pinned():
+    """Round 3 added structures and a mix to `ioi_grammar_v2`; round 2's structures, mixes and
+    held-out prompts are unchanged (digests recorded before round 3)."""
+    assert _digest([s.name for s in v2.LATE_STRUCTURES], [s.name for s in v2.LATE_TRAIN],
+                   sorted((k, v.name) for k, v in v2.LATE_HELDOUT.items()), v2.COMPOSED_INTROS) == "56615a90ceb3a5be"
+    for mix, digest in (("late", "fef0ee396446a199"), ("late_induction", "ea296124b81a9eec"),
+                        ("late_heavy", "979d7aeeaaca80c7")):
+        assert _digest(v2.training_batch(random.Random(3), 32, 48, mix)) == digest, mix
+    assert _prompts_digest(v2.ioi_prompts(40, 1234, structures=list(v2.LATE_HELDOUT.values()))) == "a072dd27ab572826"
+    assert list(v2.heldout_prompt_sets()) == list(v2.LATE_HELDOUT)
+    # round 3's language and mix as its runs in the card were trained
+    assert _digest([s.name for s in v2.FINAL_IO_TRAIN]) == "2e8b381c642aff01"
+    assert _digest(v2.training_batch(random.Random(3), 32, 48, "final_io")) == "ed579ac60d90414b"
+
+
+# --- round 3 (`ioi_grammar_v2`, final-IO structures): IO's one mention inside the final clause ---
+
+
+def _named_regexes(structure) -> list[re.Pattern]:
+    """Like `_structure_regex`, but a name slot's later mentions must repeat its first one and
+    the answer must be IO's name, so structures with the same words but different name roles
+    differ; one regex per order of the pair A, B (first language) or one (no A, B)."""
+    orders = [{"A": "I", "B": "S"}, {"A": "S", "B": "I"}] if "A" in structure.template.split() else [{}]
+    out = []
+    for order in orders:
+        parts, seen = [], set()
+        for slot in structure.template.split():
+            slot = order.get(slot, slot)
+            if slot in ("S", "C", "I"):
+                parts.append(f"(?P={slot})" if slot in seen else f"(?P<{slot}>[A-Z][a-z]+)")
+                seen.add(slot)
+            elif slot in ("P", "O", "V", "D"):
+                parts.append(r"[a-z]+")
+            elif slot == "ADV":
+                parts.append(r"(?:[a-z,]+ ){0,5}")
+            else:
+                parts.append(re.escape(slot))
+        body = " ".join(parts).replace("} ", "}")
+        out.append(re.compile(r"^(?:[a-z ]+ \. )?" + body + r" (?P=I) \.$"))
+    return out
+
+
+def test_final_io_holdouts_never_reach_training_rows():
+    """No `final_io` training row matches a held-out structure of round 3, round 2 or the first
+    language (names checked: who is mentioned where, not only the word order), or has a held-out pair."""
+    rows = _v2_rows("final_io")
+    heldout = [r for s in v2.FINAL_IO_STRUCTURES if v2.final_io_is_heldout(s) for r in _named_regexes(s)]
+    heldout += [r for s in g.STRUCTURES if g.is_heldout(s) for r in _named_regexes(s)]
+    heldout += [r for s in v2.LATE_STRUCTURES if v2.late_is_heldout(s) for r in _named_regexes(s)]
+    for row in rows:
+        assert not any(r.match(row) for r in heldout), row
+        assert not g.has_heldout_pair({w for w in row.split() if w in NAME_SET}), row
+    trained = [r for s in v2.FINAL_IO_TRAIN for r in _named_regexes(s)]
+    assert sum(any(r.match(row) for r in trained) for row in rows) > 100  # the regexes do see final-IO rows
+    assert all(v2.final_io_is_heldout(s) for s in v2.FINAL_IO_HELDOUT.values())
+    for structure in v2.FINAL_IO_HELDOUT.values():  # and they would catch a held-out row
+        p = v2.ioi_prompts(2, seed=0, structures=[structure], pairs="train")
+        rows = [f"{text} {g.VOCAB[io]} ." for text, io in zip(p.texts, p.io.tolist())]
+        assert all(any(r.match(row) for r in _named_regexes(structure)) for row in rows), rows
+    assert set(v2.FINAL_IO_HELDOUT.values()) <= set(v2.FINAL_IO_STRUCTURES)
+    assert not any("found I" in s.template for s in v2.FINAL_IO_TRAIN)
+
+
+def test_final_io_prompts_obey_the_rule_and_io_is_in_the_final_clause():
+    structures = [*v2.FINAL_IO_HELDOUT.values(), *v2.FINAL_IO_TRAIN[::10]]
+    p = v2.ioi_prompts(60, seed=4, structures=structures, pairs="heldout")
+    rows, pos = torch.arange(len(p)), p.positions
+    assert torch.equal(p.clean[rows, pos["IO"]], p.io) and torch.equal(p.clean[rows, pos["S1"]], p.s)
+    assert torch.equal(p.clean[rows, pos["S2"]], p.s) and (pos["S2"] > pos["S1"]).all()
+    assert (p.clean[rows, pos["end"]] == g.TOKEN_ID["to"]).all()
+    last_name_is_io = []
+    for row, io, at, end in zip(p.clean, p.io.tolist(), pos["IO"].tolist(), pos["end"].tolist()):
+        words = [g.VOCAB[t] for t in row[: end + 1].tolist()]
+        assert "." not in words[at:], words  # IO's mention is in the final clause
+        names = [w for w in words if w in NAME_SET]
+        assert names.count(g.VOCAB[io]) == 1 and all(names.count(n) >= 2 for n in set(names) - {g.VOCAB[io]})
+        last_name_is_io.append(names[-1] == g.VOCAB[io])
+    assert any(last_name_is_io) and not all(last_name_is_io)  # the last name before END is IO only sometimes
+    differs = p.clean != p.corrupted
+    assert differs[rows, pos["S2"]].all() and not differs[rows, pos["S1"]].any() and not differs[rows, pos["IO"]].any()
+    assert (differs.sum(1) == torch.tensor([s.template.split().count("S") - 1 for s in
+                                            (structures[i % len(structures)] for i in range(len(p)))])).all()
+    assert all(frozenset((g.VOCAB[a], g.VOCAB[b])) in g.heldout_pairs() for a, b in zip(p.io.tolist(), p.s.tolist()))
+
+
+def test_final_io_training_rows_answer_with_the_name_mentioned_once():
+    for row in _v2_rows({"final_io": 1}, n_batches=3):
+        words = row.split()
+        names = [w for w in words[:-2] if w in NAME_SET]
+        assert words[-3] == "to" and names.count(words[-2]) == 1, row
+        assert all(names.count(n) >= 2 for n in set(names) - {words[-2]}), row
+        assert "." not in words[words.index(words[-2]):-1], row  # IO is in the final clause
+
+
+def test_round3_recipe_reports_every_heldout_set():
+    options = ioi_4l.round2_options(round3=True) | TINY | {"steps": 2}
+    assert ioi_4l.ROUND3["mix"] == "final_io" and ioi_4l.ROUND3["n_embd"] == ioi_4l.ROUND2["n_embd"]
+    metrics = ioi_4l.train(seed=0, progress=False, eval_prompts=10, **options)
+    labels = ioi_4l.heldout_labels(options["extra_heldout"])
+    assert set(v2.FINAL_IO_HELDOUT) | set(v2.LATE_HELDOUT) | set(g.HELDOUT_STRUCTURES) == set(labels)
+    assert any(label in m for m in ioi_4l.missed_targets(metrics, labels) for label in v2.FINAL_IO_HELDOUT)

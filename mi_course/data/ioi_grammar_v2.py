@@ -17,6 +17,11 @@ nothing here changes that module's outputs. Two weaknesses of that language moti
 Same vocabulary and token ids as `ioi_grammar` (no new words), same held-out name pairs, and the
 first language's held-out structures are still never produced. New held-out structures: every
 late structure with the late intro `S_ALONE` or the IO clause `IO_CLAUSES["there"]`.
+
+Round 3 adds *final-IO* structures (mix `final_io`): in every structure above the final clause
+names only S or C, so the last name before the answer is never IO; here IO's one mention falls
+inside the final clause ("S went to the P . then , S gave the O that I bought to"). Round 2's
+structures, mixes and prompts are unchanged (pinned by a test of digests).
 """
 
 from __future__ import annotations
@@ -157,6 +162,71 @@ LATE_HELDOUT: dict[str, LateStructure] = {
     "late: IO was there, C gives": LateStructure("with_c", "there", "tired", "subject", "C", None),
 }
 
+# --- final-IO structures (round 3): IO's only mention is inside the final clause -----------------
+
+# In every structure above the final clause names only S or C, so the last name before the
+# answer is never IO, and a head that reads the most recent names by position lets later layers
+# subtract them. Here IO's one mention falls inside the final clause; the last name before END is
+# IO in some of these clauses and S or C in others.
+FINAL_IO_CLAUSES: dict[str, str] = {
+    "relative": "ADV X V the O that I bought to",
+    "met": "ADV X met I and V D O to",
+    "passive": "ADV the O that I bought was V by X to",
+    # Only in held-out structures:
+    "found": "ADV X found I at the P and V D O to",
+}
+HELDOUT_FINAL_IO_CLAUSE = "found"
+# Middle/final-IO pairs never seen together in training.
+HELDOUT_FINAL_IO_COMBINATIONS: frozenset[tuple[str, str]] = frozenset({("talk", "relative")})
+
+
+@dataclass(frozen=True)
+class FinalIOStructure:
+    """A structure whose intro names S (and perhaps C) and whose final clause holds IO's one mention."""
+
+    intro: str  # a key of LATE_INTROS
+    middle: str  # a key of the first language's MIDDLES
+    final: str  # a key of FINAL_IO_CLAUSES
+    x: str  # "S" or "C": the final clause's other name
+
+    @property
+    def template(self) -> str:
+        parts = (LATE_INTROS[self.intro], g.MIDDLES[self.middle], FINAL_IO_CLAUSES[self.final].replace("X", self.x))
+        return " ".join(part for part in parts if part)
+
+    @property
+    def name(self) -> str:
+        return f"final-io:{self.intro}/{self.middle}/{self.final}/{self.x}"
+
+
+def final_io_structures() -> list[FinalIOStructure]:
+    out = []
+    for intro, middle, final, x in product(LATE_INTROS, g.MIDDLES, FINAL_IO_CLAUSES, ("S", "C")):
+        structure = FinalIOStructure(intro, middle, final, x)
+        if _late_valid(structure):
+            out.append(structure)
+    return out
+
+
+def final_io_is_heldout(structure: FinalIOStructure) -> bool:
+    """Held out: the late intro `S_ALONE` (as in round 2), the final clause "found", a held-out
+    middle/final pair, or a middle/final pair the first language holds out (the final-IO
+    "relative" clause has the words of its "relative" final)."""
+    pair = (structure.middle, structure.final)
+    return (
+        structure.intro == S_ALONE or structure.final == HELDOUT_FINAL_IO_CLAUSE
+        or pair in HELDOUT_FINAL_IO_COMBINATIONS or pair in g.HELDOUT_COMBINATIONS
+    )
+
+
+FINAL_IO_STRUCTURES: tuple[FinalIOStructure, ...] = tuple(final_io_structures())
+FINAL_IO_TRAIN: tuple[FinalIOStructure, ...] = tuple(s for s in FINAL_IO_STRUCTURES if not final_io_is_heldout(s))
+FINAL_IO_HELDOUT: dict[str, FinalIOStructure] = {
+    "final IO: S found IO (new clause)": FinalIOStructure("went", "none", "found", "S"),
+    "final IO: talk + relative, C gives": FinalIOStructure("with_c", "talk", "relative", "C"),
+    "final IO: S alone, passive": FinalIOStructure("alone", "tired", "passive", "S"),
+}
+
 # --- composed structures: a composed intro with the first language's middles and finals ---------
 
 
@@ -186,7 +256,7 @@ def _random_composed(rng: random.Random) -> ComposedStructure:
 
 # --- sentences and prompts ----------------------------------------------------------------------
 
-Structure = g.Structure | LateStructure | ComposedStructure
+Structure = g.Structure | LateStructure | ComposedStructure | FinalIOStructure
 
 
 def _sentence(
@@ -244,9 +314,11 @@ def ioi_prompts(
     )
 
 
-def heldout_prompt_sets() -> dict[str, Callable[[int, int, str], g.IOIPrompts]]:
-    """This language's own held-out sets, for `ioi_4l.evaluate(extra_heldout=...)`."""
-    return {label: partial(_prompts_of, [s]) for label, s in LATE_HELDOUT.items()}
+def heldout_prompt_sets(final_io: bool = False) -> dict[str, Callable[[int, int, str], g.IOIPrompts]]:
+    """This language's own held-out sets, for `ioi_4l.evaluate(extra_heldout=...)`: the late
+    ones, and with `final_io` round 3's final-IO ones too."""
+    chosen = LATE_HELDOUT | (FINAL_IO_HELDOUT if final_io else {})
+    return {label: partial(_prompts_of, [s]) for label, s in chosen.items()}
 
 
 def _prompts_of(structures: list[Structure], n: int, seed: int, pairs: str) -> g.IOIPrompts:
@@ -262,6 +334,9 @@ MIXES: dict[str, dict[str, float]] = {
     "late": {"classic": 0.3, "composed": 0.2, "late": 0.25, "narrative": 0.1, "repeat": 0.15},
     "late_induction": {"classic": 0.25, "composed": 0.2, "late": 0.2, "narrative": 0.1, "repeat": 0.1, "double": 0.15},
     "late_heavy": {"classic": 0.3, "composed": 0.25, "late": 0.25, "narrative": 0.05, "repeat": 0.05, "double": 0.1},
+    # round 3: late_heavy with a fifth of the rows' IO inside the final clause
+    "final_io": {"classic": 0.2, "composed": 0.2, "late": 0.2, "final_io": 0.2, "narrative": 0.05, "repeat": 0.05,
+                 "double": 0.1},
 }
 
 
@@ -282,6 +357,7 @@ ROW_MAKERS: dict[str, Callable[[random.Random], list[str]]] = {
     "classic": lambda rng: _ioi_row(rng, rng.choice(g.TRAIN_STRUCTURES)),
     "composed": lambda rng: _ioi_row(rng, _random_composed(rng)),
     "late": lambda rng: _ioi_row(rng, rng.choice(LATE_TRAIN)),
+    "final_io": lambda rng: _ioi_row(rng, rng.choice(FINAL_IO_TRAIN)),
     "narrative": g._narrative_row,
     "repeat": lambda rng: ioi.repeated_segment_row(rng, REPEAT_LENGTH + 1, g._choose_names(rng, 4, "train"), g._OTHER_WORDS),
     "double": _double_row,

@@ -50,6 +50,9 @@ ROUND2: dict[str, Any] = {
     "steps": 6000, "lr": 2e-3, "batch": 32, "warmup": 200, "mix": "late_heavy",
     "n_layer": 4, "n_embd": 64, "n_head": 4, "n_inner": 256,
 }
+# Round 3 (CPU): round 2's size and schedule on the mix whose IO is sometimes inside the final
+# clause (`ioi_grammar_v2.MIXES["final_io"]`), evaluated on its held-out sets too.
+ROUND3: dict[str, Any] = ROUND2 | {"mix": "final_io"}
 EVAL_PROMPTS, EVAL_SEED = 200, 1234  # per held-out structure and pair split
 TARGET_ACCURACY, TARGET_LOGIT_DIFF, MAX_PAIR_GAP = 0.95, 3.0, 0.05
 
@@ -201,13 +204,14 @@ def train(
     return metrics
 
 
-def round2_options() -> dict[str, Any]:
-    """`train`'s keyword arguments for the round-2 recipe (composed intros, IO after the intro)."""
+def round2_options(round3: bool = False) -> dict[str, Any]:
+    """`train`'s keyword arguments for the round-2 recipe (composed intros, IO after the intro),
+    or with `round3` the round-3 one (IO also inside the final clause, and its held-out sets)."""
     from mi_course.data import ioi_grammar_v2
 
-    options = dict(ROUND2)
+    options = dict(ROUND3 if round3 else ROUND2)
     return options | {"corpus": ioi_grammar_v2.corpus(options.pop("mix")),
-                      "extra_heldout": ioi_grammar_v2.heldout_prompt_sets(), "n_ctx": ioi_grammar_v2.N_CTX}
+                      "extra_heldout": ioi_grammar_v2.heldout_prompt_sets(final_io=round3), "n_ctx": ioi_grammar_v2.N_CTX}
 
 
 if __name__ == "__main__":
@@ -220,9 +224,14 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, help=f"training steps (default {DEFAULT_STEPS})")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--round2", action="store_true", help="the round-2 recipe of the card (not the shipped one)")
+    parser.add_argument("--round3", action="store_true", help="the round-3 recipe of the card (not the shipped one)")
+    parser.add_argument("--shipped-size", action="store_true",
+                        help="with --round2/--round3: the shipped architecture (d_model 128, 8 heads) instead of theirs")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = round2_options() if args.round2 else {}
+    options = round2_options(round3=args.round3) if args.round2 or args.round3 else {}
+    if args.shipped_size:
+        options |= ARCHITECTURE
     if args.steps is not None:
         options["steps"] = args.steps
     result = train(seed=args.seed, out_dir=args.out or Path("runs") / f"{NAME}-seed{args.seed}",

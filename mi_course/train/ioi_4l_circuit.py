@@ -1,5 +1,5 @@
 """The circuit measurements in the ioi-4l card draft: `python -m mi_course.train.ioi_4l_circuit
-CHECKPOINT_DIR [N_PROMPTS] [--late] > circuit.json`.
+CHECKPOINT_DIR [N_PROMPTS] [--late] [--final-io] > circuit.json`.
 
 On held-out structures with held-out pairs, and on the classic training structures, per head:
 attention from END to IO, S1, S2 and C and from S2 to S1 and S1+1; mean-ablation effects on
@@ -104,9 +104,10 @@ def _rounded(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
 
-def measure(checkpoint: str | Path, n: int = 250, late: bool = False) -> dict[str, Any]:
+def measure(checkpoint: str | Path, n: int = 250, late: bool = False, final_io: bool = False) -> dict[str, Any]:
     """Every measurement of the card's circuit section for the model in `checkpoint`; `late`
-    adds the held-out late structures of `ioi_grammar_v2` (IO mentioned after the intro)."""
+    adds the held-out late structures of `ioi_grammar_v2` (IO mentioned after the intro),
+    `final_io` its held-out final-IO structures (IO inside the final clause, round 3)."""
     torch.set_num_threads(1)
     model = load_checkpoint(checkpoint)
     sets = {
@@ -115,11 +116,15 @@ def measure(checkpoint: str | Path, n: int = 250, late: bool = False) -> dict[st
             n, 8, structures=grammar.CLASSIC_STRUCTURES, pairs="heldout"
         ),
     }
-    if late:
-        from mi_course.data import ioi_grammar_v2
+    from mi_course.data import ioi_grammar_v2
 
+    if late:
         sets["late held-out structures, held-out pairs"] = ioi_grammar_v2.ioi_prompts(
             n, 9, structures=list(ioi_grammar_v2.LATE_HELDOUT.values()), pairs="heldout"
+        )
+    if final_io:
+        sets["final-IO held-out structures, held-out pairs"] = ioi_grammar_v2.ioi_prompts(
+            n, 10, structures=list(ioi_grammar_v2.FINAL_IO_HELDOUT.values()), pairs="heldout"
         )
     result: dict[str, Any] = {label: prompt_measures(model, p) for label, p in sets.items()}
     result["copying"], result["negative_copying"] = copying_scores(model)
@@ -128,5 +133,6 @@ def measure(checkpoint: str | Path, n: int = 250, late: bool = False) -> dict[st
 
 
 if __name__ == "__main__":
-    arguments = [a for a in sys.argv[1:] if a != "--late"]
-    print(json.dumps(measure(arguments[0], *(int(a) for a in arguments[1:2]), late="--late" in sys.argv), indent=1))
+    arguments = [a for a in sys.argv[1:] if a not in ("--late", "--final-io")]
+    print(json.dumps(measure(arguments[0], *(int(a) for a in arguments[1:2]), late="--late" in sys.argv,
+                             final_io="--final-io" in sys.argv), indent=1))
