@@ -37,12 +37,16 @@ def _words(row: torch.Tensor) -> list[str]:
     return [g.VOCAB[t] for t in row.tolist() if t not in special]
 
 
-def _structure_regex(structure: g.Structure) -> re.Pattern:
-    """A structure as a regex over a whole row: names, places, objects, verbs as wildcards,
-    the adverbial as up to five optional words, an optional nameless opener in front."""
-    parts = []
-    for slot in structure.template.split():
-        if slot in ("A", "B", "S", "C", "I"):
+def _row_regex(slots: list[str], answer: str, named: frozenset[str] = frozenset()) -> re.Pattern:
+    """Template slots as a regex over a whole row: names, places, objects, verbs as wildcards,
+    the adverbial as up to five optional words, an optional nameless opener in front, then the
+    answer. A slot in `named` is a name whose later mentions must repeat its first one."""
+    parts, seen = [], set()
+    for slot in slots:
+        if slot in named:
+            parts.append(f"(?P={slot})" if slot in seen else f"(?P<{slot}>[A-Z][a-z]+)")
+            seen.add(slot)
+        elif slot in ("A", "B", "S", "C", "I"):
             parts.append(r"[A-Z][a-z]+")
         elif slot in ("P", "O", "V", "D"):
             parts.append(r"[a-z]+")
@@ -51,7 +55,12 @@ def _structure_regex(structure: g.Structure) -> re.Pattern:
         else:
             parts.append(re.escape(slot))
     body = " ".join(parts).replace("} ", "}")
-    return re.compile(r"^(?:[a-z ]+ \. )?" + body + r" [A-Z][a-z]+ \.$")
+    return re.compile(r"^(?:[a-z ]+ \. )?" + body + f" {answer} " + r"\.$")
+
+
+def _structure_regex(structure: g.Structure) -> re.Pattern:
+    """A structure as a regex over a whole row, whoever fills its name slots."""
+    return _row_regex(structure.template.split(), r"[A-Z][a-z]+")
 
 
 def _ioi_rows(n_batches: int = 12, seed: int = 0) -> list[str]:
@@ -337,23 +346,8 @@ def _named_regexes(structure) -> list[re.Pattern]:
     the answer must be IO's name, so structures with the same words but different name roles
     differ; one regex per order of the pair A, B (first language) or one (no A, B)."""
     orders = [{"A": "I", "B": "S"}, {"A": "S", "B": "I"}] if "A" in structure.template.split() else [{}]
-    out = []
-    for order in orders:
-        parts, seen = [], set()
-        for slot in structure.template.split():
-            slot = order.get(slot, slot)
-            if slot in ("S", "C", "I"):
-                parts.append(f"(?P={slot})" if slot in seen else f"(?P<{slot}>[A-Z][a-z]+)")
-                seen.add(slot)
-            elif slot in ("P", "O", "V", "D"):
-                parts.append(r"[a-z]+")
-            elif slot == "ADV":
-                parts.append(r"(?:[a-z,]+ ){0,5}")
-            else:
-                parts.append(re.escape(slot))
-        body = " ".join(parts).replace("} ", "}")
-        out.append(re.compile(r"^(?:[a-z ]+ \. )?" + body + r" (?P=I) \.$"))
-    return out
+    return [_row_regex([order.get(slot, slot) for slot in structure.template.split()], "(?P=I)",
+                       frozenset({"S", "C", "I"})) for order in orders]
 
 
 def test_final_io_holdouts_never_reach_training_rows():
