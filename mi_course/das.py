@@ -14,6 +14,10 @@ on `ioi-4l`:
 - DAS: gradient descent on one direction so that patching along it makes the base answer like
   the source (`fit_direction`).
 
+The same site machinery runs on `facts-4l` (`person_swaps`, `fact_patch_pairs`: MLP hidden
+vectors at the last subject token, one pair of people at a time), with the best direction to
+first order (`first_order_directions`) in place of DAS.
+
 The checks that expose an illusion (the whole-component patch, the direction's split into the
 part W_out cannot see and the part it reads, and how much the data vary along each) are in
 `mi_course.illusions`.
@@ -22,7 +26,7 @@ part W_out cannot see and the part it reads, and how much the data vary along ea
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,11 +34,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mi_course.data import facts
 from mi_course.data.ioi_grammar import BOS, PAD, TOKEN_ID, VOCAB, IOIPrompts
 from mi_course.illusions import subspace_patch
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+
+# Fillers for `person_swaps`: the same sentence at five offsets.
+FILLERS: tuple[tuple[str, ...], ...] = ((), ("well",), ("so", "now"), ("today",), ("okay", "then"))
 
 
 def answer_swapped(prompts: IOIPrompts) -> Int[Tensor, "batch pos"]:
@@ -71,7 +79,8 @@ def with_names(prompts: IOIPrompts, io: str, s: str) -> IOIPrompts:
 @dataclass(frozen=True)
 class PatchPairs:
     """Base and source prompts of one site, with what a patch there needs: the source's hidden
-    vectors at the site, and the base's and source's logit differences (IO minus S of the base)."""
+    vectors at the site, and the base's and source's logit differences, logit(io) - logit(s) at
+    `end` (IOI: the base's IO and S; `facts-4l`: the base's and the source's objects)."""
 
     base: Int[Tensor, "batch pos"]
     position: Int[Tensor, " batch"]
@@ -105,6 +114,36 @@ def _logit_diff(logits: Float[Tensor, "batch pos vocab"], end: Tensor, io: Tenso
 
 
 @torch.no_grad()
+def _site_pairs(
+    model: TransformerBridge,
+    base: Int[Tensor, "batch pos"],
+    source: Int[Tensor, "batch pos"],
+    end: Int[Tensor, " batch"],
+    answer: Int[Tensor, " batch"],
+    other: Int[Tensor, " batch"],
+    sites: dict[tuple[int, str], Int[Tensor, " batch"]],
+) -> dict[tuple[int, str], PatchPairs]:
+    """`PatchPairs` for every site ((MLP layer, label) -> each row's position), from one forward
+    pass of the base and one of the source; the metric is logit(answer) - logit(other) at `end`."""
+    device = model.cfg.device
+    names = {hook_name(layer) for layer, _ in sites}
+    rows = torch.arange(len(base), device=device)
+    caches, diffs = [], []
+    for tokens in (base, source):
+        logits, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
+        caches.append(cache)
+        diffs.append(_logit_diff(logits, end.to(device), answer.to(device), other.to(device)).cpu())
+
+    def hidden(cache, layer: int, position: Tensor) -> Tensor:
+        return cache[hook_name(layer)][rows, position.to(device)].cpu()
+
+    return {(layer, label): PatchPairs(base, position, end, answer, other, layer,
+                                       source_hidden=hidden(caches[1], layer, position),
+                                       base_hidden=hidden(caches[0], layer, position),
+                                       base_diff=diffs[0], source_diff=diffs[1])
+            for (layer, label), position in sites.items()}
+
+
 def patch_pairs(
     model: TransformerBridge, prompts: IOIPrompts, sites: list[tuple[int, str]]
 ) -> dict[tuple[int, str], PatchPairs]:
@@ -112,33 +151,47 @@ def patch_pairs(
     hidden vector there needs, from two forward passes in all (base and source); padding past
     the longest prompt is trimmed."""
     width = int(prompts.positions["end"].max()) + 1
-    base, source = prompts.clean[:, :width], answer_swapped(prompts)[:, :width]
-    device = model.cfg.device
-    names = {hook_name(layer) for layer, _ in sites}
-    rows = torch.arange(len(prompts), device=device)
-    end, io, s = prompts.positions["end"], prompts.io, prompts.s
-    caches, diffs = [], []
-    for tokens in (base, source):
-        logits, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
-        caches.append(cache)
-        diffs.append(_logit_diff(logits, end.to(device), io.to(device), s.to(device)).cpu())
+    return _site_pairs(model, prompts.clean[:, :width], answer_swapped(prompts)[:, :width],
+                       prompts.positions["end"], prompts.io, prompts.s,
+                       {(layer, role): prompts.positions[role] for layer, role in sites})
 
-    def hidden(cache, layer: int, role: str) -> Tensor:
-        return cache[hook_name(layer)][rows, prompts.positions[role].to(device)].cpu()
 
-    return {(layer, role): PatchPairs(base, prompts.positions[role], end, io, s, layer,
-                                      source_hidden=hidden(caches[1], layer, role),
-                                      base_hidden=hidden(caches[0], layer, role),
-                                      base_diff=diffs[0], source_diff=diffs[1])
-            for layer, role in sites}
+def person_swaps(
+    people: Sequence[tuple[facts.Fact, facts.Fact]], phrasings: slice, fillers: Sequence[tuple[str, ...]] = FILLERS
+) -> tuple[facts.FactPrompts, facts.FactPrompts, Int[Tensor, " batch"]]:
+    """`facts-4l` prompts for pairs of people (same relation, same name length): per pair, the
+    base names the first and the source the second, in the relation's `phrasings` after every
+    filler; and each row's pair index. Within a pair the variable is binary, "which of the two",
+    over sentences that differ in their wording."""
+    firsts, seconds, words, pads, group = [], [], [], [], []
+    for index, (first, second) in enumerate(people):
+        for phrasing in facts.PHRASINGS[first.relation][phrasings]:
+            for filler in fillers:
+                firsts.append(first)
+                seconds.append(second)
+                words.append(phrasing)
+                pads.append(filler)
+                group.append(index)
+    return (facts.make_prompts(firsts, words, pads), facts.make_prompts(seconds, words, pads), torch.tensor(group))
+
+
+def fact_patch_pairs(
+    model: TransformerBridge, base: facts.FactPrompts, source: facts.FactPrompts, layer: int
+) -> PatchPairs:
+    """The site MLP `layer` at the last subject token of `facts-4l` (where causal tracing finds
+    the fact looked up, in layer 0); the metric is logit(base's object) - logit(source's)."""
+    return _site_pairs(model, base.tokens, source.tokens, base.final, base.answer, source.answer,
+                       {(layer, "last subject"): base.last_subject})[layer, "last subject"]
 
 
 def patched_diff(
-    model: TransformerBridge, pairs: PatchPairs, direction: Float[Tensor, " d_mlp"] | None
+    model: TransformerBridge,
+    pairs: PatchPairs,
+    direction: Float[Tensor, " d_mlp"] | Float[Tensor, "batch d_mlp"] | None,
 ) -> Float[Tensor, " batch"]:
     """Each base's logit difference with its hidden vector at the site patched from its source:
-    along `direction` only (`illusions.subspace_patch`), or the whole vector when it is None.
-    Differentiable in `direction`."""
+    along `direction` only (`illusions.subspace_patch`; one direction for every row, or one per
+    row), or the whole vector when it is None. Differentiable in `direction`."""
     device = model.cfg.device
     rows = torch.arange(len(pairs), device=device)
     position = pairs.position.to(device)
@@ -146,7 +199,13 @@ def patched_diff(
 
     def hook(hidden: Tensor, hook) -> Tensor:
         here = hidden[rows, position]
-        new = source if direction is None else subspace_patch(here, source, direction.to(device))
+        if direction is None:
+            new = source
+        elif direction.ndim == 1:
+            new = subspace_patch(here, source, direction.to(device))
+        else:
+            unit = direction.to(device) / direction.to(device).norm(dim=-1, keepdim=True)
+            new = here + ((source - here) * unit).sum(-1, keepdim=True) * unit
         return hidden.index_put((rows, position), new)
 
     logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
@@ -200,6 +259,15 @@ def first_order_best(
     ((h_source - h_base) . v) (v . g), g its gradient with respect to the hidden vector; the mean
     over pairs is v^T M v with M the symmetric part of mean(a g^T), so the best v is an extreme
     eigenvector of M. A site where this is small offers DAS nothing to find, illusion or not."""
+    estimates, directions = first_order_directions(model, pairs, torch.zeros(len(pairs), dtype=torch.long))
+    return estimates[0].item(), directions[0]
+
+
+def first_order_directions(
+    model: TransformerBridge, pairs: PatchPairs, group: Int[Tensor, " batch"]
+) -> tuple[Float[Tensor, " groups"], Float[Tensor, "groups d_mlp"]]:
+    """`first_order_best` for each group of rows (`group`: 0 .. groups-1 per row) from one
+    forward and one backward pass: a best direction per group, e.g. per pair of people."""
     device = model.cfg.device
     rows = torch.arange(len(pairs), device=device)
     position = pairs.position.to(device)
@@ -212,9 +280,21 @@ def first_order_best(
         logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
         diff = _logit_diff(logits, pairs.end.to(device), pairs.io.to(device), pairs.s.to(device))
         (gradient,) = torch.autograd.grad(diff.sum(), nudge)
-    moved = pairs.source_hidden - pairs.base_hidden
-    product = moved.T @ gradient.cpu() / len(pairs)
-    values, vectors = torch.linalg.eigh((product + product.T) / 2)
-    gap = (pairs.source_diff - pairs.base_diff).mean()
-    best = int((values / gap).argmax())
-    return (values[best] / gap).item(), vectors[:, best]
+    moved, gradient = pairs.source_hidden - pairs.base_hidden, gradient.cpu()
+    n_groups = int(group.max()) + 1
+    one_hot = torch.nn.functional.one_hot(group, n_groups).float()               # [batch, groups]
+    counts = one_hot.sum(0)
+    product = torch.einsum("bg,bi,bj->gij", one_hot, moved, gradient) / counts[:, None, None]
+    values, vectors = torch.linalg.eigh((product + product.transpose(1, 2)) / 2)
+    gap = (one_hot.T @ (pairs.source_diff - pairs.base_diff)) / counts             # [groups]
+    best = (values / gap[:, None]).argmax(-1)
+    picked = torch.arange(n_groups)
+    return values[picked, best] / gap, vectors[picked, :, best]
+
+
+def effect_by_group(pairs: PatchPairs, patched: Float[Tensor, " batch"], group: Int[Tensor, " batch"]) -> Float[Tensor, " groups"]:
+    """`effect` within each group of rows."""
+    one_hot = torch.nn.functional.one_hot(group).float()
+    counts = one_hot.sum(0)
+    mean = lambda values: (one_hot.T @ values) / counts  # noqa: E731
+    return (mean(patched) - mean(pairs.base_diff)) / (mean(pairs.source_diff) - mean(pairs.base_diff))

@@ -129,3 +129,16 @@ def illusory_direction(toy: ToyComponent) -> Float[Tensor, "d_hidden"]:
     w, r = toy.write.norm(), toy.read.norm()
     t = 0.5 * torch.asin(2 / (w * r))
     return torch.cos(t) * toy.write / w + torch.sin(t) * toy.read / r
+
+
+def invisible_push_share(
+    direction: Float[Tensor, "d"], w_out: Float[Tensor, "d d_model"], moved: Float[Tensor, "n d"]
+) -> float:
+    """Where the push of a one-direction patch comes from. Patching along the unit direction
+    v = invisible + readable (`split_direction`) adds ((h_s - h_b) . v) v to each hidden vector,
+    and the rest of the network sees only ((h_s - h_b) . v) readable. Of that push, the share due to
+    source and base differing along the *invisible* part: mean(moved . invisible) / mean(moved . v),
+    `moved` = h_s - h_b per row. Near 1: the patch works by moving a variation the network never
+    reads into a direction it does (the illusion); near 0: by a variation it reads anyway."""
+    invisible, readable = split_direction(direction, w_out)
+    return ((moved @ invisible).mean() / (moved @ (invisible + readable)).mean()).item()

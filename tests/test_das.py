@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mi_course import das, illusions
+from mi_course.data import facts
 from mi_course.data import ioi_grammar as grammar
 
 
@@ -102,3 +103,47 @@ def test_the_first_order_best_direction_predicts_its_real_patch(ioi_model):
     random = torch.randn(512, generator=torch.Generator().manual_seed(2))
     pairs = sites[2, "end"]
     assert das.effect(pairs, das.patched_diff(ioi_model, pairs, random)) < das.first_order_best(ioi_model, pairs)[0]
+
+
+def test_the_invisible_push_share_is_where_the_patch_gets_its_push():
+    w_out = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])       # reads hidden dims 0 and 1
+    v = torch.tensor([1.0, 0.0, 1.0, 0.0])                                      # half readable, half invisible
+    only_invisible = torch.tensor([[0.0, 0.0, 2.0, 0.0], [0.0, 5.0, 1.0, 3.0]])  # varies along dim 2 (and off v)
+    only_readable = torch.tensor([[3.0, 0.0, 0.0, 1.0]])
+    assert abs(illusions.invisible_push_share(v, w_out, only_invisible) - 1) < 1e-6
+    assert abs(illusions.invisible_push_share(v, w_out, only_readable)) < 1e-6
+    assert abs(illusions.invisible_push_share(v * 7, w_out, torch.tensor([[1.0, 0.0, 3.0, 0.0]])) - 0.75) < 1e-6
+
+
+def test_person_swaps_change_only_the_person_and_group_rows_by_pair():
+    first, second = facts.swap_pairs(3, seed=5)
+    people = list(zip(first.facts, second.facts))
+    base, source, group = das.person_swaps(people, slice(4, None))
+    per_pair = 3 * len(das.FILLERS)
+    assert torch.equal(group, torch.arange(3).repeat_interleave(per_pair))
+    differs = base.tokens != source.tokens
+    assert not (differs & ~base.subject_mask).any() and differs.any(1).all()
+    assert (base.answer != source.answer).all()
+    assert len({(f.subject, f.relation) for f in base.facts[:per_pair]}) == 1
+
+
+def test_grouped_first_order_directions_match_one_group_at_a_time(facts_model):
+    first, second = facts.swap_pairs(3, seed=0)
+    base, source, group = das.person_swaps(list(zip(first.facts, second.facts)), slice(0, 4))
+    pairs = das.fact_patch_pairs(facts_model, base, source, 1)
+    estimates, directions = das.first_order_directions(facts_model, pairs, group)
+    for k in range(3):
+        alone = pairs.rows((group == k).nonzero()[:, 0])
+        estimate, direction = das.first_order_best(facts_model, alone)
+        assert abs(estimate - estimates[k].item()) < 1e-4 and abs(direction.dot(directions[k]).abs() - 1) < 1e-4
+        patched = das.patched_diff(facts_model, alone, direction)
+        assert abs(das.effect(alone, patched)
+                   - das.effect_by_group(pairs, das.patched_diff(facts_model, pairs, directions[group]), group)[k]) < 1e-4
+    assert pairs.base_diff.mean() > 5 and pairs.source_diff.mean() < -5
+
+
+@pytest.fixture(scope="module")
+def facts_model():
+    from mi_course import load_model
+
+    return load_model("facts-4l", device="cpu")
