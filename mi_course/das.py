@@ -37,6 +37,7 @@ from torch import Tensor
 from mi_course.data import facts
 from mi_course.data.ioi_grammar import BOS, PAD, TOKEN_ID, VOCAB, IOIPrompts
 from mi_course.illusions import subspace_patch
+from mi_course.ioi_circuit import group_means
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -198,14 +199,7 @@ def patched_diff(
     source = pairs.source_hidden.to(device)
 
     def hook(hidden: Tensor, hook) -> Tensor:
-        here = hidden[rows, position]
-        if direction is None:
-            new = source
-        elif direction.ndim == 1:
-            new = subspace_patch(here, source, direction.to(device))
-        else:
-            unit = direction.to(device) / direction.to(device).norm(dim=-1, keepdim=True)
-            new = here + ((source - here) * unit).sum(-1, keepdim=True) * unit
+        new = source if direction is None else subspace_patch(hidden[rows, position], source, direction.to(device))
         return hidden.index_put((rows, position), new)
 
     logits = model.run_with_hooks(pairs.base.to(device), fwd_hooks=[(hook_name(pairs.layer), hook)])
@@ -281,20 +275,17 @@ def first_order_directions(
         diff = _logit_diff(logits, pairs.end.to(device), pairs.io.to(device), pairs.s.to(device))
         (gradient,) = torch.autograd.grad(diff.sum(), nudge)
     moved, gradient = pairs.source_hidden - pairs.base_hidden, gradient.cpu()
-    n_groups = int(group.max()) + 1
-    one_hot = torch.nn.functional.one_hot(group, n_groups).float()               # [batch, groups]
-    counts = one_hot.sum(0)
-    product = torch.einsum("bg,bi,bj->gij", one_hot, moved, gradient) / counts[:, None, None]
+    one_hot = torch.nn.functional.one_hot(group).float()                          # [batch, groups]
+    # mean of a g^T per group, without a [batch, d_mlp, d_mlp] tensor
+    product = torch.einsum("bg,bi,bj->gij", one_hot, moved, gradient) / one_hot.sum(0)[:, None, None]
     values, vectors = torch.linalg.eigh((product + product.transpose(1, 2)) / 2)
-    gap = (one_hot.T @ (pairs.source_diff - pairs.base_diff)) / counts             # [groups]
+    gap = group_means(pairs.source_diff - pairs.base_diff, group)
     best = (values / gap[:, None]).argmax(-1)
-    picked = torch.arange(n_groups)
+    picked = torch.arange(len(gap))
     return values[picked, best] / gap, vectors[picked, :, best]
 
 
 def effect_by_group(pairs: PatchPairs, patched: Float[Tensor, " batch"], group: Int[Tensor, " batch"]) -> Float[Tensor, " groups"]:
     """`effect` within each group of rows."""
-    one_hot = torch.nn.functional.one_hot(group).float()
-    counts = one_hot.sum(0)
-    mean = lambda values: (one_hot.T @ values) / counts  # noqa: E731
-    return (mean(patched) - mean(pairs.base_diff)) / (mean(pairs.source_diff) - mean(pairs.base_diff))
+    base = group_means(pairs.base_diff, group)
+    return (group_means(patched, group) - base) / (group_means(pairs.source_diff, group) - base)

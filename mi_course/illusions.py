@@ -82,12 +82,13 @@ def toy_component(d_hidden: int, scale: float, generator: torch.Generator) -> To
 
 
 def subspace_patch(
-    base: Float[Tensor, "n d"], source: Float[Tensor, "n d"], direction: Float[Tensor, "d"]
+    base: Float[Tensor, "n d"], source: Float[Tensor, "n d"], direction: Float[Tensor, "d"] | Float[Tensor, "n d"]
 ) -> Float[Tensor, "n d"]:
     """`base` with its component along `direction` replaced by `source`'s; everything orthogonal
-    to the direction stays `base`'s. The direction need not have unit norm."""
-    unit = direction / direction.norm()
-    return base + ((source - base) @ unit)[:, None] * unit
+    to the direction stays `base`'s. The direction need not have unit norm; it is one for every
+    row, or one per row."""
+    unit = direction / direction.norm(dim=-1, keepdim=True)
+    return base + ((source - base) * unit).sum(-1, keepdim=True) * unit
 
 
 def patch_effect(

@@ -77,13 +77,18 @@ def name_copying_scores(model: TransformerBridge, names: Int[Tensor, " n"], top:
 # --- knockout ------------------------------------------------------------------------------------
 
 
-def group_mean(values: Float[Tensor, "batch ..."], groups: Int[Tensor, " batch"]) -> Float[Tensor, "batch ..."]:
-    """Each row replaced by the mean of the rows in its group (same template: same positions)."""
+def group_means(values: Float[Tensor, "batch ..."], groups: Int[Tensor, " batch"]) -> Float[Tensor, "groups ..."]:
+    """The mean of the rows of each group (`groups`: 0 .. n_groups - 1 per row)."""
     n_groups = int(groups.max()) + 1
     sums = torch.zeros(n_groups, *values.shape[1:], dtype=values.dtype, device=values.device)
     sums.index_add_(0, groups, values)
     counts = torch.bincount(groups, minlength=n_groups).to(values.dtype)
-    return (sums / counts.view(-1, *[1] * (values.ndim - 1)))[groups]
+    return sums / counts.view(-1, *[1] * (values.ndim - 1))
+
+
+def group_mean(values: Float[Tensor, "batch ..."], groups: Int[Tensor, " batch"]) -> Float[Tensor, "batch ..."]:
+    """Each row replaced by the mean of the rows in its group (same template: same positions)."""
+    return group_means(values, groups)[groups]
 
 
 @torch.no_grad()
